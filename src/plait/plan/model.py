@@ -1,0 +1,176 @@
+"""The plan model (format version 1). `plait schema` prints its JSON Schema.
+
+Durations are written as `30s`, `90m`, `1.5h`, `2h30m` or a bare number of minutes, and are held
+as seconds. Sizes give a default estimate when a task has none: S 1h, M 2h, L 4h; XL is
+rejected by validation with advice to split.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")
+ID_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?$"
+
+
+def parse_duration(value: Any) -> float:
+    """`30s`, `90m`, `1.5h`, `2h30m` or a bare number of minutes -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of minutes or text like 30s, 90m, 1.5h")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value) * 60.0
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            return float(text) * 60.0
+        match = _DURATION.match(text)
+        if match and any(match.groups()):
+            h, m, s = (float(g) if g else 0.0 for g in match.groups())
+            return h * 3600 + m * 60 + s
+    raise ValueError(f"{value!r} is not a duration: write e.g. 30s, 90m, 1.5h or 2h30m")
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds -> the shortest readable form: 45s, 12m, 1h30m, 2.5h."""
+    if seconds < 90:
+        return f"{seconds:.0f}s" if seconds >= 1 or seconds == 0 else f"{seconds:.2f}s"
+    minutes = seconds / 60
+    if minutes < 90:
+        return f"{minutes:.0f}m"
+    hours, rest = divmod(round(minutes), 60)
+    return f"{hours}h{rest:02d}m" if rest else f"{hours}h"
+
+
+class Size(StrEnum):
+    S = "S"
+    M = "M"
+    L = "L"
+    XL = "XL"
+
+
+SIZE_SECONDS: dict[Size, float] = {Size.S: 3600.0, Size.M: 7200.0, Size.L: 14400.0, Size.XL: 28800.0}
+# The largest estimate a single task may carry before validation asks for a split.
+MAX_TASK_SECONDS = 6 * 3600.0
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Check(_Strict):
+    """One preflight check: exactly one of `run`, `env`, `tool`."""
+
+    name: str | None = Field(None, description="Shown in reports; defaults to the check itself.")
+    run: str | None = Field(None, description="A shell command that must exit 0 in the repository.")
+    env: str | None = Field(None, description="An environment variable that must be set and non-empty.")
+    tool: str | None = Field(None, description="A program that must be on PATH.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Check:
+        given = [k for k in ("run", "env", "tool") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError("a preflight check has exactly one of `run`, `env`, `tool`")
+        return self
+
+    @property
+    def label(self) -> str:
+        kind = "run" if self.run else "env" if self.env else "tool"
+        return self.name or f"{kind} {getattr(self, kind)}"
+
+
+class Contract(_Strict):
+    """A frozen interface: only its owner task may change these paths during a run."""
+
+    path: str = Field(description="Repository-relative path or glob of the frozen file(s).")
+    owner: str = Field(description="Id of the only task allowed to change it.")
+    description: str | None = None
+
+
+class Defaults(_Strict):
+    agent: str = Field("script", description="Agent profile used by tasks that name none.")
+    verify: str | None = Field(None, description="Verify command for tasks that give none.")
+    timeout: Duration = Field(1800.0, description="Per-attempt time limit for an agent (e.g. 30m).")
+    retries: int = Field(2, ge=0, le=10, description="Retries for transient failures (timeouts, crashes).")
+
+
+class Script(_Strict):
+    """What the built-in deterministic `script` agent does in the task's worktree."""
+
+    write: dict[str, str] = Field(default_factory=dict, description="path -> full new content.")
+    append: dict[str, str] = Field(default_factory=dict, description="path -> text appended.")
+    replace: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="path -> {old text: new text}; each old text must occur."
+    )
+    delete: list[str] = Field(default_factory=list, description="Paths removed.")
+    run: list[str] = Field(default_factory=list, description="Shell commands run after the edits.")
+    delay: Duration = Field(0.0, description="Time the agent 'thinks' before editing (e.g. 2s).")
+    fail: bool = Field(False, description="Exit non-zero after the edits (to rehearse failures).")
+
+
+class Integration(_Strict):
+    verify: str | None = Field(None, description="Full test command run on the integrated tree.")
+
+
+class Task(_Strict):
+    id: Annotated[str, Field(pattern=ID_PATTERN, max_length=64)]
+    title: str
+    prompt: str = Field(description="What the agent is asked to do.")
+    role: str | None = Field(None, description="e.g. implementer, tester, reviewer; may select a profile.")
+    agent: str | None = Field(None, description="Agent profile; the plan default when absent.")
+    needs: list[str] = Field(default_factory=list, description="Ids of tasks whose work this one builds on.")
+    files: list[str] = Field(default_factory=list, description="Declared scope: repo-relative paths or globs.")
+    size: Size = Size.M
+    estimate: Duration | None = Field(None, description="Explicit estimate; otherwise from size.")
+    verify: str | None = Field(None, description="Shell command that proves the task works.")
+    acceptance: list[str] = Field(default_factory=list, description="Acceptance criteria.")
+    gate: bool = Field(False, description="A checkpoint: dependents wait for it to be verified and reviewed.")
+    timeout: Duration | None = None
+    script: Script | None = Field(None, description="Edits for the built-in `script` agent.")
+
+    @property
+    def seconds(self) -> float:
+        return self.estimate if self.estimate is not None else SIZE_SECONDS[self.size]
+
+
+class Plan(_Strict):
+    plait: Literal[1] = Field(description="Plan format version.")
+    name: str
+    base: str | None = Field(None, description="Branch or commit the run starts from; HEAD when absent.")
+    spec: str | None = None
+    constitution: str | None = None
+    defaults: Defaults = Field(default_factory=Defaults)  # type: ignore[arg-type]
+    preflight: list[Check] = Field(default_factory=list)
+    contracts: list[Contract] = Field(default_factory=list)
+    integration: Integration = Field(default_factory=Integration)  # type: ignore[arg-type]
+    tasks: list[Task] = Field(min_length=1)
+
+    def task(self, task_id: str) -> Task:
+        for t in self.tasks:
+            if t.id == task_id:
+                return t
+        raise KeyError(task_id)
+
+    def verify_for(self, task: Task) -> str | None:
+        return task.verify if task.verify is not None else self.defaults.verify
+
+    def agent_for(self, task: Task) -> str:
+        return task.agent or self.defaults.agent
+
+    def timeout_for(self, task: Task) -> float:
+        return task.timeout if task.timeout is not None else self.defaults.timeout
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Plan.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "plait plan (format 1)"
+    return schema

@@ -1,0 +1,156 @@
+"""The one place plait runs subprocesses.
+
+Every child runs in its own process group so a timeout or a cancel can stop the whole tree:
+SIGINT, then SIGTERM, then SIGKILL, each step logged. Output goes to files when asked, so an
+agent that prints megabytes never fills a pipe or our memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("plait.proc")
+
+# How long each stop signal gets before the next, stronger one.
+STOP_GRACE_SECONDS = (2.0, 3.0)
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    duration: float
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+
+def stop_group(proc: subprocess.Popen[bytes], grace: Sequence[float] = STOP_GRACE_SECONDS) -> int:
+    """Stop a child and its process group: INT -> TERM -> KILL. Returns the exit code."""
+    for sig, wait in ((signal.SIGINT, grace[0]), (signal.SIGTERM, grace[1]), (signal.SIGKILL, None)):
+        if proc.poll() is not None:
+            break
+        log.info("stopping pid %s with %s", proc.pid, sig.name)
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=wait)
+            break
+        except subprocess.TimeoutExpired:
+            log.info("pid %s still alive %.1fs after %s", proc.pid, wait, sig.name)
+    rc = proc.wait()
+    # The leader may be gone while children it left behind still hold the group.
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    return rc
+
+
+def run(
+    argv: Sequence[str] | str,
+    *,
+    cwd: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    input: str | bytes | None = None,
+    timeout: float | None = None,
+    shell: bool = False,
+    stdout_path: Path | None = None,
+    stderr_path: Path | None = None,
+    cancel: threading.Event | None = None,
+) -> Completed:
+    """Run a child to completion (or timeout) in its own process group.
+
+    `shell=True` is only for commands the user wrote as a string (a plan's `verify:`), where
+    the shell is the point. When `stdout_path`/`stderr_path` are given the streams go to those
+    files and the returned text is their tail. Setting `cancel` stops the child like a timeout
+    (returncode from the stop, `timed_out` False).
+    """
+    if shell:
+        assert isinstance(argv, str), "shell commands are strings"
+        args: Sequence[str] | str = argv
+        shown: tuple[str, ...] = ("sh", "-c", argv)
+    else:
+        assert not isinstance(argv, str), "argv must be a sequence when shell=False"
+        args = list(argv)
+        shown = tuple(argv)
+    data = input.encode() if isinstance(input, str) else input
+    out_file = open(stdout_path, "wb") if stdout_path else None  # noqa: SIM115 - closed below
+    err_file = open(stderr_path, "wb") if stderr_path else None  # noqa: SIM115 - closed below
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            args,
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            shell=shell,
+            stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
+            stdout=out_file or subprocess.PIPE,
+            stderr=err_file or subprocess.PIPE,
+            start_new_session=True,
+        )
+    except OSError:
+        for f in (out_file, err_file):
+            if f:
+                f.close()
+        raise
+    timed_out = False
+    deadline = start + timeout if timeout is not None else None
+    try:
+        while True:
+            # Short slices so a cancel is noticed; retrying communicate() loses no output.
+            wait = None if cancel is None else 0.2
+            if deadline is not None:
+                left = max(0.0, deadline - time.monotonic())
+                wait = left if wait is None else min(wait, left)
+            try:
+                out, err = proc.communicate(data, timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                data = None
+                if deadline is not None and time.monotonic() >= deadline:
+                    timed_out = True
+                    log.warning("%s timed out after %ss", shown[0], timeout)
+                elif cancel is None or not cancel.is_set():
+                    continue
+                stop_group(proc)
+                out, err = proc.communicate()
+                break
+    except BaseException:
+        stop_group(proc)
+        raise
+    finally:
+        for f in (out_file, err_file):
+            if f:
+                f.close()
+    duration = time.monotonic() - start
+    stdout = tail(stdout_path) if stdout_path else (out or b"").decode(errors="replace")
+    stderr = tail(stderr_path) if stderr_path else (err or b"").decode(errors="replace")
+    rc = proc.returncode if proc.returncode is not None else -1
+    return Completed(shown, rc, stdout, stderr, duration, timed_out)
+
+
+def tail(path: Path, limit: int = 4000) -> str:
+    """The last `limit` bytes of a file, decoded."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - limit))
+            return f.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
