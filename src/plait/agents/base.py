@@ -14,6 +14,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
+from plait.plan.model import Script
+
 
 class ErrorKind(StrEnum):
     AUTH = "auth"
@@ -75,6 +77,7 @@ class AgentRequest:
     timeout: float
     env: Mapping[str, str]  # already filtered by the profile's allow-list
     resume_session: str | None = None
+    script: Script | None = None  # the task's deterministic edits (script agent, rehearsals)
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
