@@ -11,6 +11,7 @@ import traceback
 from pathlib import Path
 
 import click
+from rich.console import Console
 
 from plait import __version__
 from plait.errors import PlaitError
@@ -39,6 +40,21 @@ def schema() -> None:
     click.echo(json.dumps(json_schema(), indent=2))
 
 
+@cli.command()
+@click.argument("plans", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--jobs", "-j", type=click.IntRange(1, 256), help="Agents to estimate for (default: recommended).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/check.md).")
+def check(plans: tuple[Path, ...], jobs: int | None, as_json: bool) -> None:
+    """Validate PLANS (plan.yaml or spectacular plan.md) and analyze their parallelization."""
+    from plait.commands.check import check as run_check
+
+    run_check(list(plans), jobs, as_json, _console())
+
+
+def _console() -> Console:
+    return Console(highlight=False, soft_wrap=False)
+
+
 def _bug_log(exc: BaseException) -> Path:
     fd, name = tempfile.mkstemp(prefix="plait-crash-", suffix=".log")
     with os.fdopen(fd, "w") as f:
@@ -53,7 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="plait", standalone_mode=False)
     except PlaitError as exc:
-        click.echo(f"plait: error: {exc}", err=True)
+        for line in exc.lines():
+            click.echo(f"plait: error: {line}", err=True)
         sys.exit(EXIT_USER_ERROR)
     except click.exceptions.Abort:
         click.echo("plait: interrupted", err=True)

@@ -33,6 +33,10 @@ class PlaitError(Exception):
         self.fix = fix
         self.location = location
 
+    def lines(self) -> list[str]:
+        """Every problem, one line each (a plan can have several)."""
+        return [str(self)]
+
     def __str__(self) -> str:
         text = f"{self.location}: {self.message}" if self.location else self.message
         return f"{text} — {self.fix}" if self.fix else text

@@ -90,7 +90,9 @@ def run(
         shown = tuple(argv)
     data = input.encode() if isinstance(input, str) else input
     out_file = open(stdout_path, "wb") if stdout_path else None  # noqa: SIM115 - closed below
-    err_file = open(stderr_path, "wb") if stderr_path else None  # noqa: SIM115 - closed below
+    # The same path for both streams interleaves them in one log, as a terminal would.
+    same = stderr_path is not None and stderr_path == stdout_path
+    err_file = open(stderr_path, "wb") if stderr_path and not same else None  # noqa: SIM115 - closed below
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
@@ -100,7 +102,7 @@ def run(
             shell=shell,
             stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
             stdout=out_file or subprocess.PIPE,
-            stderr=err_file or subprocess.PIPE,
+            stderr=subprocess.STDOUT if same else err_file or subprocess.PIPE,
             start_new_session=True,
         )
     except OSError:
@@ -139,7 +141,7 @@ def run(
                 f.close()
     duration = time.monotonic() - start
     stdout = tail(stdout_path) if stdout_path else (out or b"").decode(errors="replace")
-    stderr = tail(stderr_path) if stderr_path else (err or b"").decode(errors="replace")
+    stderr = "" if same else tail(stderr_path) if stderr_path else (err or b"").decode(errors="replace")
     rc = proc.returncode if proc.returncode is not None else -1
     return Completed(shown, rc, stdout, stderr, duration, timed_out)
 

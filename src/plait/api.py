@@ -1,0 +1,235 @@
+"""The Python API: what the CLI (and the MCP server) call. One function per verb."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from plait import report
+from plait.agents.base import Agent, Profile
+from plait.errors import PlaitError
+from plait.git import workspace
+from plait.git.repo import Git
+from plait.plan.load import load_plan
+from plait.plan.model import Plan
+from plait.run.engine import Engine, Listener, RunOptions
+from plait.run.preflight import preflight
+from plait.run.task import RunContext, RunPaths, verify_environment
+from plait.state import Store, db_path
+
+# A run whose process has not written a heartbeat for this long is considered dead.
+STALE_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class Repo:
+    git: Git
+    root: Path
+    store: Store
+
+
+def open_repo(cwd: Path | None = None) -> Repo:
+    git = Git.discover(cwd or Path.cwd())
+    return Repo(git, git.root, Store(db_path(git.common_dir)))
+
+
+def _ensure_plait_dir(root: Path) -> None:
+    folder = root / ".plait"
+    folder.mkdir(exist_ok=True)
+    ignore = folder / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# plait's worktrees, evidence and reports; never committed\n*\n")
+
+
+def _profiles(root: Path) -> dict[str, Profile]:
+    from plait.profiles import load_profiles
+
+    return load_profiles(root)
+
+
+def _make_agent(profile: Profile) -> Agent:
+    from plait.agents.registry import make_agent
+
+    return make_agent(profile)
+
+
+def _agent_env(profile: Profile) -> dict[str, str]:
+    from plait.profiles import env_for
+
+    return env_for(profile, os.environ)
+
+
+def _context(repo: Repo, plan: Plan, run_id: str, base_sha: str) -> RunContext:
+    profiles = _profiles(repo.root)
+    unknown = sorted({plan.agent_for(t) for t in plan.tasks} - set(profiles))
+    if unknown:
+        raise PlaitError(f"unknown agent profile(s): {', '.join(unknown)}",
+                         f"define them in plait.toml [profiles.NAME] or use one of {', '.join(sorted(profiles))}")
+    return RunContext(plan=plan, git=repo.git, paths=RunPaths(repo.root, run_id), base_sha=base_sha,
+                      profiles=profiles, make_agent=_make_agent, agent_env=_agent_env,
+                      verify_env=verify_environment())
+
+
+def start(plan_path: Path, options: RunOptions, cwd: Path | None = None) -> tuple[Repo, str]:
+    """Validate, preflight and record a new run; returns its id (nothing has run yet)."""
+    repo = open_repo(cwd)
+    loaded = load_plan(plan_path)
+    plan = loaded.plan
+    base_sha = repo.git.resolve_commit(plan.base or "HEAD")
+    _context(repo, plan, "check", base_sha)  # fail early on unknown profiles
+    preflight(plan, repo.root)
+    _ensure_plait_dir(repo.root)
+    run_id = repo.store.create_run(
+        {"plan_path": str(loaded.path), "plan_name": plan.name, "plan_json": plan.model_dump_json(),
+         "repo_root": str(repo.root), "base_sha": base_sha, "jobs": options.jobs,
+         "options_json": json.dumps(options.__dict__)},
+        [(t.id, t.title) for t in plan.tasks])
+    return repo, run_id
+
+
+def execute(repo: Repo, run_id: str, listener: Listener | None = None, resume: bool = False) -> str:
+    row = _run_row(repo, run_id)
+    plan = Plan.model_validate_json(row["plan_json"])
+    options = RunOptions(**json.loads(row["options_json"]))
+    engine = Engine(_context(repo, plan, run_id, row["base_sha"]), repo.store, options, listener)
+    if resume:
+        _clean_stale(repo, run_id)
+        engine.restore()
+    try:
+        return engine.execute()
+    except KeyboardInterrupt:
+        repo.store.emit(run_id, "run.interrupted", None, {}, run={"status": "interrupted"})
+        raise
+
+
+def resume(run_id: str, listener: Listener | None = None, cwd: Path | None = None) -> tuple[Repo, str]:
+    repo = open_repo(cwd)
+    row = _run_row(repo, run_id)
+    if row["status"] == "completed":
+        raise PlaitError(f"run {run_id} already completed", "start a new run with `plait run PLAN`")
+    if is_live(row):
+        raise PlaitError(f"run {run_id} is still running (pid {row['pid']})",
+                         f"wait for it, or stop it with `plait cancel {run_id}`")
+    return repo, execute(repo, run_id, listener, resume=True)
+
+
+def _clean_stale(repo: Repo, run_id: str) -> None:
+    """Worktrees and half-made state left by a killed process (flock locks die with it)."""
+    workspace.prune(repo.git)
+    for row in repo.store.tasks(run_id):
+        if row["state"] != "done" and row["worktree"]:
+            workspace.remove_worktree(repo.git, Path(row["worktree"]))
+    workspace.prune(repo.git)
+
+
+def is_live(row: dict[str, Any]) -> bool:
+    if row["status"] not in ("running", "cancelling") or not row["pid"]:
+        return False
+    try:
+        os.kill(row["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return (row["heartbeat_at"] or row["started_at"] or 0) > time.time() - STALE_SECONDS
+
+
+def _run_row(repo: Repo, run_id: str | None) -> dict[str, Any]:
+    if run_id is None:
+        runs = repo.store.runs()
+        if not runs:
+            raise PlaitError("no runs yet in this repository", "start one with `plait run PLAN`")
+        return runs[-1]
+    row = repo.store.run(run_id)
+    if row is None:
+        known = ", ".join(r["id"] for r in repo.store.runs()[-5:]) or "none"
+        raise PlaitError(f"no run {run_id!r} in this repository", f"recent runs: {known} (`plait status`)")
+    return row
+
+
+def status(run_id: str | None = None, cwd: Path | None = None) -> dict[str, Any]:
+    """The run's state as plain data: the seed-001 fields plus per-task detail and metrics."""
+    repo = open_repo(cwd)
+    row = _run_row(repo, run_id)
+    rid = row["id"]
+    tasks = repo.store.tasks(rid)
+    events = repo.store.events(rid)
+    plan = json.loads(row["plan_json"])
+    needs = {t["id"]: t.get("needs", []) for t in plan["tasks"]}
+    from plait import graph
+
+    level = graph.levels(needs)
+    active = [t for t in tasks if t["state"] in ("running", "retrying")]
+    phase = (f"level {min(level[t['task_id']] for t in active)}" if active else
+             "integration" if row["status"] == "running" else row["status"])
+    metrics = report.compute(row, tasks, repo.store.attempts(rid), events)
+    live = is_live(row)
+    status_word = row["status"] if live or row["status"] not in ("running", "cancelling") else "interrupted"
+    last = events[-1] if events else None
+    return {
+        "run_id": rid,
+        "status": status_word,
+        "phase": phase,
+        "plan": row["plan_path"],
+        "base": row["base_sha"],
+        "jobs": row["jobs"],
+        "completed_tasks": [{"id": t["task_id"], "name": t["title"], "branch": t["branch"]}
+                            for t in tasks if t["state"] == "done"],
+        "failed_tasks": [{"id": t["task_id"], "name": t["title"], "error": t["error"]}
+                         for t in tasks if t["state"] == "failed"],
+        "counts": {s: sum(1 for t in tasks if t["state"] == s)
+                   for s in ("pending", "running", "retrying", "done", "failed", "blocked", "cancelled")},
+        "output": f"{last['kind']} {last['task_id'] or ''}".strip() if last else "",
+        "tasks": [{
+            "id": t["task_id"], "title": t["title"], "state": t["state"], "level": level.get(t["task_id"]),
+            "branch": t["branch"], "attempt": t["attempt"], "started_at": t["started_at"],
+            "finished_at": t["finished_at"], "commit": t["commit_sha"],
+            "verify": None if t["verify_exit"] is None and t["state"] != "done" else
+            {"exit_code": t["verify_exit"], "seconds": t["verify_seconds"]},
+            "conflicts": json.loads(t["conflicts_json"] or "[]"),
+            "deviations": json.loads(t["deviations_json"] or "[]"),
+            "error": t["error"], "cost_usd": t["cost_usd"],
+        } for t in tasks],
+        "metrics": report.asdict(metrics),
+        "evidence": str(RunPaths(Path(row["repo_root"]), rid).run_dir),
+    }
+
+
+def cancel(run_id: str, cwd: Path | None = None) -> str:
+    repo = open_repo(cwd)
+    row = _run_row(repo, run_id)
+    if not is_live(row):
+        if row["status"] in ("running", "cancelling"):
+            repo.store.emit(run_id, "run.cancelled", None, {"why": "no live process"}, run={"status": "cancelled"})
+            return "cancelled (its process was already gone)"
+        raise PlaitError(f"run {run_id} is not running (status {row['status']})", "nothing to cancel")
+    repo.store.emit(run_id, "run.cancel_requested", None, {}, run={"status": "cancelling"})
+    return "cancelling: running tasks are being stopped"
+
+
+def clean(cwd: Path | None = None, run_id: str | None = None) -> list[str]:
+    """Remove finished runs' worktrees (branches and evidence stay)."""
+    repo = open_repo(cwd)
+    removed: list[str] = []
+    for row in repo.store.runs():
+        if (run_id and row["id"] != run_id) or is_live(row):
+            continue
+        folder = RunPaths(repo.root, row["id"]).plait_dir / "worktrees" / row["id"]
+        for wt in sorted(folder.glob("*")) if folder.exists() else []:
+            workspace.remove_worktree(repo.git, wt)
+            removed.append(str(wt))
+        if folder.exists() and not any(folder.iterdir()):
+            folder.rmdir()
+    workspace.prune(repo.git)
+    return removed
+
+
+def final_metrics(repo: Repo, run_id: str) -> report.Metrics:
+    row = _run_row(repo, run_id)
+    m = report.compute(row, repo.store.tasks(run_id), repo.store.attempts(run_id), repo.store.events(run_id))
+    report.write(RunPaths(repo.root, run_id).run_dir, m)
+    return m

@@ -1,0 +1,1 @@
+"""One module per CLI command: each renders what the library computes."""

@@ -1,0 +1,153 @@
+"""Per-task evidence under `.plait/runs/<run>/tasks/<task>/` and the context handed to dependents
+(seed 004 context schema v1.0)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from plait.plan.model import Plan, Task
+
+CONTEXT_VERSION = "1.0"
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    command: str | None
+    exit_code: int | None
+    seconds: float
+    output_tail: str
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.command is None or (self.exit_code == 0 and not self.timed_out)
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """Everything known about one finished attempt; written as evidence and returned to the engine."""
+
+    run_id: str
+    task_id: str
+    attempt: int
+    ok: bool
+    branch: str
+    base_sha: str
+    commit_sha: str | None
+    files_changed: list[str]
+    deviations: list[str]
+    contract_violations: list[str]
+    verify: VerifyResult | None
+    agent: dict[str, Any]
+    error: str = ""
+    transient: bool = False
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    dependencies: list[str] = field(default_factory=list)
+
+
+def context_doc(record: TaskRecord, task: Task, plan: Plan, summary: str) -> dict[str, Any]:
+    dependents = [t.id for t in plan.tasks if task.id in t.needs]
+    pending = [f"review out-of-scope change to {p}" for p in record.deviations]
+    if not record.ok:
+        pending.insert(0, f"fix: {record.error}")
+    return {
+        "version": CONTEXT_VERSION,
+        "workflow_id": f"{record.run_id}-{task.id}",
+        "parent_workflow_id": record.run_id,
+        "task_id": task.id,
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.finished_at or time.time())),
+        "current_agent": record.agent.get("profile"),
+        "next_agent": None,
+        "next_tasks": dependents,
+        "phase": "task-complete" if record.ok else "task-failed",
+        "branch": record.branch,
+        "commit": record.commit_sha,
+        "files_modified": record.files_changed,
+        "decisions": list(record.agent.get("decisions", [])),
+        "pending_actions": pending,
+        "acceptance_criteria": task.acceptance,
+        "verification": asdict(record.verify) if record.verify else None,
+        "context_summary": summary,
+    }
+
+
+def summary_of(record: TaskRecord, task: Task) -> str:
+    parts = [f"{task.title}."]
+    if record.files_changed:
+        parts.append(f"Changed {len(record.files_changed)} file(s): {', '.join(record.files_changed[:12])}.")
+    if record.agent.get("summary"):
+        parts.append(f"Agent: {str(record.agent['summary'])[:400]}")
+    if record.verify and record.verify.command:
+        parts.append(f"Verify `{record.verify.command}` {'passed' if record.verify.ok else 'failed'}.")
+    if not record.ok:
+        parts.append(f"Failed: {record.error}")
+    return " ".join(parts)
+
+
+def write_evidence(folder: Path, record: TaskRecord, task: Task, plan: Plan) -> dict[str, Any]:
+    folder.mkdir(parents=True, exist_ok=True)
+    summary = summary_of(record, task)
+    context = context_doc(record, task, plan, summary)
+    (folder / "context.json").write_text(json.dumps(context, indent=2) + "\n")
+    (folder / "results.json").write_text(json.dumps(asdict(record), indent=2, default=str) + "\n")
+    (folder / "deviations.md").write_text(_deviations_md(record, task))
+    (folder / "EVIDENCE.md").write_text(_evidence_md(record, task, plan, summary))
+    return context
+
+
+def _deviations_md(record: TaskRecord, task: Task) -> str:
+    lines = [f"# Deviations — {task.id}", ""]
+    if not task.files:
+        lines.append("The task declared no `files`, so no change counts as out of scope.")
+    if record.deviations:
+        lines.append("Changed outside the declared scope (`files`):")
+        lines += [f"- `{p}`" for p in record.deviations]
+    if record.contract_violations:
+        lines += ["", "Changed frozen contracts owned by another task (this fails the task):"]
+        lines += [f"- `{p}`" for p in record.contract_violations]
+    if len(lines) == 2:
+        lines.append("None: every change is inside the declared scope.")
+    return "\n".join(lines) + "\n"
+
+
+def _evidence_md(record: TaskRecord, task: Task, plan: Plan, summary: str) -> str:
+    v = record.verify
+    verdict = "PASSED" if record.ok else "FAILED"
+    out = [
+        f"# Evidence — {task.id}: {task.title}",
+        "",
+        f"**Result: {verdict}** (attempt {record.attempt}, run `{record.run_id}`)",
+        "",
+        f"- Branch: `{record.branch}` at `{record.commit_sha or '(no commit)'}`, based on `{record.base_sha[:12]}`",
+        f"- Agent: `{record.agent.get('profile')}` — {record.agent.get('summary') or 'no summary'}",
+        f"- Time: {record.finished_at - record.started_at:.1f}s",
+        "",
+        "## What was built",
+        "",
+        summary,
+        "",
+        "## Files changed",
+        "",
+    ]
+    out += [f"- `{p}`" for p in record.files_changed] or ["(none)"]
+    out += ["", "## Verification", ""]
+    if v is None or v.command is None:
+        out.append("No verify command: nothing proves this task works beyond the agent's word.")
+    else:
+        state = "timed out" if v.timed_out else f"exit {v.exit_code}"
+        out += [f"`{v.command}` — {state} in {v.seconds:.1f}s", "", "```", v.output_tail.strip()[-3000:], "```"]
+    if task.acceptance:
+        out += ["", "## Acceptance criteria", ""] + [f"- {a}" for a in task.acceptance]
+    out += ["", "## Deviations", ""]
+    out += [f"- out of scope: `{p}`" for p in record.deviations]
+    out += [f"- contract violation: `{p}`" for p in record.contract_violations]
+    if not record.deviations and not record.contract_violations:
+        out.append("None.")
+    if record.error:
+        out += ["", "## Error", "", record.error]
+    return "\n".join(out) + "\n"

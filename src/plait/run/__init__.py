@@ -1,0 +1,1 @@
+"""Running a plan: scheduling, the engine, executors and limits."""

@@ -1,0 +1,254 @@
+"""The run loop: schedule ready tasks onto worker threads, record every change, react to results
+(retry, block, radar), then integrate, deliver and report.
+
+The loop owns the Scheduler and is the only place run-level decisions are made; attempts run on a
+thread pool (the Executor boundary: Ray can take this place) and report back TaskRecords.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from plait import graph
+from plait.agents.base import ErrorKind
+from plait.evidence import TaskRecord
+from plait.git import merge
+from plait.plan.model import Plan
+from plait.run import integrate
+from plait.run.limits import AdaptiveLimits
+from plait.run.scheduler import Job, Scheduler
+from plait.run.task import RunContext, run_attempt
+from plait.state import Store
+
+HEARTBEAT_SECONDS = 2.0
+POLL_SECONDS = 0.25
+MAX_BACKOFF_SECONDS = 60.0
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+
+
+class RealClock:
+    def now(self) -> float:
+        return time.monotonic()
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    jobs: int = 4
+    deliver: str = "branch"  # "branch" | "stack"
+    max_cost: float | None = None
+    retry_base_seconds: float = 1.0
+
+
+Listener = Callable[[str, str | None, Mapping[str, Any]], None]
+
+
+class Engine:
+    def __init__(self, ctx: RunContext, store: Store, options: RunOptions, listener: Listener | None = None,
+                 clock: Clock | None = None, executor: Executor | None = None) -> None:
+        self.ctx, self.store, self.options = ctx, store, options
+        self.run_id = ctx.paths.run_id
+        self.listener = listener or (lambda kind, task, data: None)
+        self.clock = clock or RealClock()
+        self.executor = executor or ThreadPoolExecutor(max_workers=options.jobs, thread_name_prefix="plait-task")
+        self.cancel = threading.Event()
+        plan = ctx.plan
+        self.plan: Plan = plan
+        jobs = [Job(t.id, tuple(t.needs), t.seconds, plan.agent_for(t)) for t in plan.tasks]
+        ceilings = {name: min(p.concurrency or options.jobs, options.jobs) for name, p in ctx.profiles.items()}
+        self.limits = AdaptiveLimits(ceilings)
+        self.sched = Scheduler(jobs, options.jobs, dict(self.limits.current))
+        self.commits: dict[str, str] = {}
+        self.contexts: dict[str, dict[str, Any]] = {}
+        self.attempts: dict[str, int] = {}
+        self.radar_head = ctx.base_sha
+        self.spent = 0.0
+        self.stopped_for_budget = False
+
+    # -- events ------------------------------------------------------------------------
+    def emit(self, kind: str, task_id: str | None = None, data: Mapping[str, Any] | None = None, **state: Any) -> None:
+        self.store.emit(self.run_id, kind, task_id, data, **state)
+        self.listener(kind, task_id, data or {})
+
+    def _task_emitter(self, task_id: str) -> Callable[..., Any]:
+        def emit(kind: str, data: Mapping[str, Any], **state: Any) -> None:
+            self.emit(kind, task_id, data, **state)
+        return emit
+
+    # -- resume ------------------------------------------------------------------------
+    def restore(self) -> None:
+        """Take finished work from an earlier process: a task whose branch still holds its recorded,
+        verified commit is done and never runs again; everything else starts over."""
+        for row in self.store.tasks(self.run_id):
+            tid = row["task_id"]
+            self.attempts[tid] = row["attempt"] or 0
+            branch_sha = self.ctx.git.rev_parse(f"refs/heads/{self.ctx.paths.branch(tid)}")
+            if row["state"] == "done" and row["commit_sha"] and branch_sha == row["commit_sha"]:
+                self.sched.mark_done(tid)
+                self.commits[tid] = row["commit_sha"]
+                ctx_file = self.ctx.paths.task_dir(tid) / "context.json"
+                if ctx_file.exists():
+                    self.contexts[tid] = json.loads(ctx_file.read_text())
+                self.radar_head = self._radar_merge(tid, row["commit_sha"], report=False) or self.radar_head
+            elif row["state"] != "pending":
+                self.emit("task.reset", tid, {"was": row["state"]}, task={"state": "pending", "error": None})
+
+    # -- main loop ---------------------------------------------------------------------
+    def execute(self) -> str:
+        self.emit("run.started", None, {"pid": os.getpid(), "jobs": self.options.jobs},
+                  run={"status": "running", "pid": os.getpid(), "started_at": time.time()})
+        running: dict[Future[TaskRecord], str] = {}
+        last_beat = 0.0
+        try:
+            while True:
+                self._check_cancel()
+                if not self.cancel.is_set() and not self.stopped_for_budget:
+                    self.sched.profile_limits = dict(self.limits.current)
+                    for tid in self.sched.next_to_start(self.clock.now()):
+                        running[self._start(tid)] = tid
+                if not running:
+                    wake = self.sched.next_wakeup()
+                    if wake is None or self.cancel.is_set() or self.stopped_for_budget:
+                        break
+                    time.sleep(max(0.0, min(POLL_SECONDS * 4, wake - self.clock.now())))
+                    continue
+                finished, _ = wait(running, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    self._finish(running.pop(fut), fut)
+                if time.monotonic() - last_beat > HEARTBEAT_SECONDS:
+                    self.store.heartbeat(self.run_id)
+                    last_beat = time.monotonic()
+        except BaseException:
+            self.cancel.set()
+            for fut in running:
+                fut.cancel()
+            raise
+        finally:
+            self.executor.shutdown(wait=True)
+        return self._conclude()
+
+    def _start(self, tid: str) -> Future[TaskRecord]:
+        task = self.plan.task(tid)
+        self.sched.start(tid)
+        attempt = self.attempts.get(tid, 0) + 1
+        self.attempts[tid] = attempt
+        now = time.time()
+        self.emit("task.started", tid, {"attempt": attempt, "profile": self.plan.agent_for(task)},
+                  task={"state": "running", "attempt": attempt, "started_at": now, "finished_at": None,
+                        "error": None, "branch": self.ctx.paths.branch(tid)},
+                  attempt={"attempt": attempt, "started_at": now, "outcome": "running"})
+        deps = {d: self.commits[d] for d in task.needs}
+        contexts = {d: self.contexts.get(d, {}) for d in task.needs}
+        return self.executor.submit(run_attempt, self.ctx, task, attempt, deps, contexts, self.cancel,
+                                    self._task_emitter(tid))
+
+    def _finish(self, tid: str, fut: Future[TaskRecord]) -> None:
+        try:
+            rec = fut.result()
+        except Exception as exc:  # noqa: BLE001 - a bug in one attempt must not lose the run's state
+            self._fail(tid, f"internal error: {exc!r}", "crash")
+            return
+        now = time.time()
+        profile = rec.agent.get("profile", "")
+        kind = rec.agent.get("error_kind")
+        if kind in (ErrorKind.RATE_LIMIT.value, ErrorKind.OVERLOADED.value):
+            limit = self.limits.throttled(profile)
+            self.emit("limits.backoff", tid, {"profile": profile, "concurrency": limit, "reason": kind})
+        elif rec.ok:
+            before = self.limits.current.get(profile)
+            if self.limits.succeeded(profile) != before:
+                self.emit("limits.increase", tid, {"profile": profile, "concurrency": self.limits.current[profile]})
+        self.spent += rec.agent.get("cost_usd") or 0.0
+        outcome = "verified" if rec.ok else ("retry" if rec.transient else "failed")
+        self.emit("task.attempt_done", tid, {"attempt": rec.attempt, "outcome": outcome, "error": rec.error},
+                  attempt={"attempt": rec.attempt, "finished_at": now, "outcome": outcome, "error": rec.error})
+        if rec.ok and rec.commit_sha:
+            self.sched.mark_done(tid)
+            self.commits[tid] = rec.commit_sha
+            ctx_file = self.ctx.paths.task_dir(tid) / "context.json"
+            self.contexts[tid] = json.loads(ctx_file.read_text()) if ctx_file.exists() else {}
+            self.emit("task.done", tid, {"commit": rec.commit_sha, "files": rec.files_changed},
+                      task={"state": "done", "commit_sha": rec.commit_sha, "finished_at": now})
+            self.radar_head = self._radar_merge(tid, rec.commit_sha) or self.radar_head
+        elif rec.transient and not self.cancel.is_set() and rec.attempt <= self.plan.defaults.retries:
+            delay = min(MAX_BACKOFF_SECONDS, self.options.retry_base_seconds * 2 ** (rec.attempt - 1))
+            self.sched.retry(tid, self.clock.now() + delay)
+            self.emit("task.retry", tid, {"attempt": rec.attempt, "delay": delay, "error": rec.error},
+                      task={"state": "retrying", "error": rec.error})
+        else:
+            self._fail(tid, rec.error, "cancelled" if self.cancel.is_set() else "failed")
+        self._check_budget()
+
+    def _fail(self, tid: str, error: str, state: str) -> None:
+        blocked = self.sched.fail(tid)
+        self.emit("task.failed", tid, {"error": error, "blocks": blocked},
+                  task={"state": state, "error": error, "finished_at": time.time()})
+        for b in blocked:
+            self.emit("task.blocked", b, {"by": tid}, task={"state": "blocked", "error": f"needs {tid}, which failed"})
+
+    def _check_cancel(self) -> None:
+        if self.cancel.is_set():
+            return
+        row = self.store.run(self.run_id)
+        if row and row["status"] == "cancelling":
+            self.request_cancel("plait cancel")
+
+    def request_cancel(self, why: str) -> None:
+        if self.cancel.is_set():
+            return
+        self.cancel.set()
+        left = self.sched.stop_new()
+        self.emit("run.cancelling", None, {"why": why, "not_started": left}, run={"status": "cancelling"})
+        for tid in left:
+            self.emit("task.cancelled", tid, {}, task={"state": "cancelled"})
+
+    def _check_budget(self) -> None:
+        limit = self.options.max_cost
+        if limit is None or self.stopped_for_budget or self.spent < limit:
+            return
+        self.stopped_for_budget = True
+        left = self.sched.stop_new()
+        self.emit("run.budget_spent", None, {"spent": self.spent, "max_cost": limit, "not_started": left})
+        for tid in left:
+            self.emit("task.cancelled", tid, {"why": "budget"}, task={"state": "cancelled",
+                                                                      "error": f"--max-cost {limit} spent"})
+
+    # -- conflict radar ------------------------------------------------------------------
+    def _radar_merge(self, tid: str, commit: str, report: bool = True) -> str | None:
+        """Dry-run merge a finished task with everything finished before it; report conflicts now."""
+        git = self.ctx.git
+        outcome = merge.merge_tree(git, self.radar_head, commit)
+        if not outcome.conflicts:
+            return merge.commit_tree(git, outcome.tree, [self.radar_head, commit], f"radar: {tid}")
+        if report:
+            for other, sha in self.commits.items():
+                if other == tid:
+                    continue
+                files = merge.would_conflict(git, sha, commit)
+                if files:
+                    data = {"with": other, "files": list(files)}
+                    self.emit("task.conflict", tid, data, task={"conflicts_json": json.dumps([data])})
+        return None
+
+    # -- end of the run -----------------------------------------------------------------
+    def _conclude(self) -> str:
+        failed = self.sched.failed or self.sched.blocked
+        if self.cancel.is_set():
+            status = "cancelled"
+        elif failed or self.stopped_for_budget:
+            status = "failed"
+        else:
+            order = graph.topological_order({t.id: list(t.needs) for t in self.plan.tasks})
+            result = integrate.integrate(self.ctx, self.commits, order, self.options.deliver, self.emit)
+            status = "completed" if result.ok else "failed"
+        self.emit("run.finished", None, {"status": status}, run={"status": status, "finished_at": time.time()})
+        return status

@@ -1,0 +1,230 @@
+"""One attempt of one task: workspace -> agent -> capture -> verify -> evidence.
+
+Runs on a worker thread. It never decides the run's fate: it returns a TaskRecord and the engine
+schedules retries, blocks dependents and integrates.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from plait import proc
+from plait.agents.base import Agent, AgentRequest, AgentResult, ErrorKind, Profile
+from plait.evidence import TaskRecord, VerifyResult, write_evidence
+from plait.git import merge, workspace
+from plait.git.repo import Git
+from plait.plan.analyze import patterns_overlap
+from plait.plan.model import Plan, Task
+from plait.redact import redact
+
+Emit = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    repo_root: Path
+    run_id: str
+
+    @property
+    def plait_dir(self) -> Path:
+        return self.repo_root / ".plait"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.plait_dir / "runs" / self.run_id
+
+    def task_dir(self, task_id: str) -> Path:
+        return self.run_dir / "tasks" / task_id
+
+    def worktree(self, name: str) -> Path:
+        return self.plait_dir / "worktrees" / self.run_id / name
+
+    def branch(self, task_id: str) -> str:
+        return f"plait/{self.run_id}/{task_id}"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    plan: Plan
+    git: Git
+    paths: RunPaths
+    base_sha: str
+    profiles: Mapping[str, Profile]
+    make_agent: Callable[[Profile], Agent]
+    agent_env: Callable[[Profile], dict[str, str]]
+    verify_env: Mapping[str, str] = field(default_factory=dict)
+
+
+def verify_environment() -> dict[str, str]:
+    """The user's own test command runs with the user's environment, minus git's internals."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+
+
+def build_prompt(plan: Plan, task: Task, dep_contexts: Mapping[str, Mapping[str, Any]]) -> str:
+    lines = [f"# Task {task.id}: {task.title}", "", task.prompt.strip(), ""]
+    if task.acceptance:
+        lines += ["## Acceptance criteria", *[f"- {a}" for a in task.acceptance], ""]
+    if task.files:
+        lines += ["## Scope", "Change only these paths (changes elsewhere are reported as deviations):",
+                  *[f"- {f}" for f in task.files], ""]
+    frozen = [c for c in plan.contracts if c.owner != task.id]
+    if frozen:
+        lines += ["## Frozen contracts (do not change)", *[f"- {c.path} (owned by {c.owner})" for c in frozen], ""]
+    if dep_contexts:
+        lines += ["## What the tasks you build on did (their work is already in your worktree)"]
+        lines += [f"- {dep}: {ctx.get('context_summary', '')}" for dep, ctx in dep_contexts.items()]
+        lines.append("")
+    verify = plan.verify_for(task)
+    if verify:
+        lines += ["## Verification", f"plait runs `{verify}` in this worktree when you finish; make it pass.", ""]
+    return "\n".join(lines)
+
+
+def out_of_scope(changed: list[str], scope: list[str]) -> list[str]:
+    if not scope:
+        return []
+    return [p for p in changed if not any(patterns_overlap(p, s) for s in scope)]
+
+
+def contract_violations(plan: Plan, task: Task, changed: list[str]) -> list[str]:
+    return sorted({p for c in plan.contracts if c.owner != task.id for p in changed if patterns_overlap(p, c.path)})
+
+
+def prepare_workspace(ctx: RunContext, task: Task, dep_commits: Mapping[str, str]) -> tuple[Path, str]:
+    """A fresh worktree on the task's branch, based on its dependencies' work merged together."""
+    git, paths = ctx.git, ctx.paths
+    if dep_commits:
+        heads = [(paths.branch(d), sha) for d, sha in dep_commits.items()]
+        merged = merge.merge_commits(git, ctx.base_sha, heads, f"[plait {paths.run_id}] base for {task.id}")
+        if merged.conflict is not None:
+            raise TaskError(f"its dependencies do not merge: {merged.conflict}", transient=False)
+        base = merged.commit
+    else:
+        base = ctx.base_sha
+    path = paths.worktree(task.id)
+    workspace.remove_worktree(git, path)
+    branch = paths.branch(task.id)
+    old = git.rev_parse(f"refs/heads/{branch}")
+    if old is not None:  # a failed earlier attempt: start again from the base
+        git.delete_ref(f"refs/heads/{branch}", old)
+    workspace.add_worktree(git, path, branch, base)
+    return path, base
+
+
+class TaskError(Exception):
+    def __init__(self, message: str, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+def run_attempt(
+    ctx: RunContext,
+    task: Task,
+    attempt: int,
+    dep_commits: Mapping[str, str],
+    dep_contexts: Mapping[str, Mapping[str, Any]],
+    cancel: threading.Event,
+    emit: Emit,
+) -> TaskRecord:
+    plan, paths, git = ctx.plan, ctx.paths, ctx.git
+    started = time.time()
+    folder = paths.task_dir(task.id)
+    log_dir = folder / "logs" / f"attempt-{attempt}"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    profile = ctx.profiles[plan.agent_for(task)]
+    branch = paths.branch(task.id)
+    base = ctx.base_sha
+    agent_info: dict[str, Any] = {"profile": profile.name, "adapter": profile.adapter}
+
+    def record(ok: bool, **kw: Any) -> TaskRecord:
+        fields: dict[str, Any] = {
+            "run_id": paths.run_id, "task_id": task.id, "attempt": attempt, "ok": ok, "branch": branch,
+            "base_sha": base, "commit_sha": None, "files_changed": [], "deviations": [],
+            "contract_violations": [], "verify": None, "agent": agent_info, "started_at": started,
+            "finished_at": time.time(), "dependencies": list(dep_commits),
+        }
+        fields.update(kw)
+        rec = TaskRecord(**fields)
+        write_evidence(folder, rec, task, plan)
+        return rec
+
+    try:
+        worktree, base = prepare_workspace(ctx, task, dep_commits)
+    except TaskError as exc:
+        return record(False, error=f"workspace: {exc}", transient=exc.transient)
+    emit("task.workspace", {"worktree": str(worktree), "base": base}, task={"worktree": str(worktree),
+                                                                         "base_sha": base, "branch": branch})
+
+    prompt = build_prompt(plan, task, dep_contexts)
+    (log_dir / "prompt.md").write_text(prompt)
+    timeout = profile.timeout or plan.timeout_for(task)
+    request = AgentRequest(task.id, prompt, worktree, log_dir, profile, timeout, ctx.agent_env(profile),
+                           script=task.script, cancel=cancel)
+    result = _run_agent(ctx.make_agent(profile), request)
+    agent_info.update(ok=result.ok, exit_code=result.exit_code, summary=redact(result.summary),
+                      session_id=result.session_id, cost_usd=result.cost_usd, turns=result.turns,
+                      tokens={"input": result.tokens.input, "output": result.tokens.output,
+                              "cached": result.tokens.cached},
+                      error_kind=result.error_kind.value if result.error_kind else None,
+                      error_message=redact(result.error_message), seconds=round(result.duration, 3))
+    emit("task.agent_done", agent_info, attempt={"agent_exit": result.exit_code,
+                                                 "error_kind": agent_info["error_kind"]},
+         task={"cost_usd": result.cost_usd, "tokens_in": result.tokens.input, "tokens_out": result.tokens.output})
+    if not result.ok:
+        kind = result.error_kind or ErrorKind.UNKNOWN
+        return record(False, error=f"agent {profile.name}: {kind.value}: {redact(result.error_message)}",
+                      transient=kind.transient)
+
+    commit = git.commit_all(worktree, f"[plait {paths.run_id}] {task.id}: {task.title}") or base
+    changed = git.changed_files(base, commit)
+    deviations = out_of_scope(changed, task.files)
+    violations = contract_violations(plan, task, changed)
+    emit("task.captured", {"commit": commit, "files": changed, "deviations": deviations,
+                           "contract_violations": violations},
+         task={"commit_sha": commit, "deviations_json": _json(deviations)})
+    captured = {"commit_sha": commit, "files_changed": changed, "deviations": deviations,
+                "contract_violations": violations}
+    if violations:
+        return record(False, **captured, error=f"changed frozen contract(s) {', '.join(violations)} owned by "
+                      "another task", transient=False)
+
+    verify = _verify(plan.verify_for(task), worktree, log_dir, timeout, cancel, ctx.verify_env)
+    emit("task.verified", {"command": verify.command, "exit_code": verify.exit_code, "seconds": verify.seconds,
+                           "ok": verify.ok},
+         task={"verify_exit": verify.exit_code, "verify_seconds": verify.seconds})
+    if not verify.ok:
+        why = "timed out" if verify.timed_out else f"exited {verify.exit_code}"
+        return record(False, **captured, verify=verify, error=f"verify `{verify.command}` {why}",
+                      transient=verify.timed_out)
+    return record(True, **captured, verify=verify)
+
+
+def _run_agent(agent: Agent, request: AgentRequest) -> AgentResult:
+    try:
+        return agent.run(request)
+    except OSError as exc:  # e.g. the CLI is not installed
+        return AgentResult(False, None, error_kind=ErrorKind.CRASH if exc.errno is None else ErrorKind.UNKNOWN,
+                           error_message=f"could not start the agent: {exc}")
+
+
+def _verify(command: str | None, worktree: Path, log_dir: Path, timeout: float, cancel: threading.Event,
+            env: Mapping[str, str]) -> VerifyResult:
+    if not command:
+        return VerifyResult(None, None, 0.0, "")
+    log = log_dir / "verify.log"
+    done = proc.run(command, shell=True, cwd=worktree, env=env or verify_environment(), timeout=timeout,
+                    cancel=cancel, stdout_path=log, stderr_path=log)
+    return VerifyResult(command, done.returncode, round(done.duration, 3), redact(done.stdout[-3000:]),
+                        done.timed_out)
+
+
+def _json(value: object) -> str:
+    import json
+
+    return json.dumps(value)

@@ -1,0 +1,191 @@
+"""Run state in SQLite (WAL) in the git common dir: an append-only event log is the truth;
+`runs`, `tasks` and `attempts` hold the current state and change in the same transaction as the
+event that changes them. Every write goes through `Store.emit`.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import string
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from plait.errors import PlaitError
+
+SCHEMA = [
+    # 1: the initial schema
+    """
+    CREATE TABLE runs(
+        id TEXT PRIMARY KEY, plan_path TEXT, plan_name TEXT, plan_json TEXT, repo_root TEXT,
+        base_sha TEXT, jobs INTEGER, options_json TEXT, status TEXT, created_at REAL,
+        started_at REAL, finished_at REAL, pid INTEGER, heartbeat_at REAL, summary_json TEXT);
+    CREATE TABLE tasks(
+        run_id TEXT, task_id TEXT, title TEXT, position INTEGER, state TEXT, attempt INTEGER DEFAULT 0,
+        branch TEXT, worktree TEXT, base_sha TEXT, commit_sha TEXT, started_at REAL, finished_at REAL,
+        verify_exit INTEGER, verify_seconds REAL, error TEXT, conflicts_json TEXT DEFAULT '[]',
+        deviations_json TEXT DEFAULT '[]', cost_usd REAL, tokens_in INTEGER, tokens_out INTEGER,
+        PRIMARY KEY(run_id, task_id));
+    CREATE TABLE attempts(
+        run_id TEXT, task_id TEXT, attempt INTEGER, started_at REAL, finished_at REAL, outcome TEXT,
+        error_kind TEXT, error TEXT, agent_exit INTEGER, PRIMARY KEY(run_id, task_id, attempt));
+    CREATE TABLE events(
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, task_id TEXT, ts REAL, kind TEXT, data_json TEXT);
+    CREATE INDEX events_run_seq ON events(run_id, seq);
+    """,
+]
+
+RUN_COLUMNS = {"plan_path", "plan_name", "plan_json", "repo_root", "base_sha", "jobs", "options_json", "status",
+               "created_at", "started_at", "finished_at", "pid", "heartbeat_at", "summary_json"}
+TASK_COLUMNS = {"title", "position", "state", "attempt", "branch", "worktree", "base_sha", "commit_sha",
+                "started_at", "finished_at", "verify_exit", "verify_seconds", "error", "conflicts_json",
+                "deviations_json", "cost_usd", "tokens_in", "tokens_out"}
+ATTEMPT_COLUMNS = {"started_at", "finished_at", "outcome", "error_kind", "error", "agent_exit"}
+
+
+def db_path(common_dir: Path) -> Path:
+    return common_dir / "plait" / "state.db"
+
+
+def new_run_id() -> str:
+    """Six characters, a letter first: short enough to type, valid in a branch name."""
+    alphabet = string.ascii_lowercase + string.digits
+    return secrets.choice(string.ascii_lowercase) + "".join(secrets.choice(alphabet) for _ in range(5))
+
+
+class Store:
+    """One connection, shared by the engine's threads behind a lock; readers open their own."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=30000")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise PlaitError(f"{path}: cannot open plait's state database ({exc})",
+                             "move the file aside; plait starts a new one (earlier runs' branches stay)") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._tx() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS migrations(version INTEGER PRIMARY KEY, applied_at REAL)")
+            done = {r[0] for r in db.execute("SELECT version FROM migrations")}
+            for version, sql in enumerate(SCHEMA, start=1):
+                if version not in done:
+                    for statement in filter(str.strip, sql.split(";")):
+                        db.execute(statement)
+                    db.execute("INSERT INTO migrations VALUES(?, ?)", (version, time.time()))
+
+    # -- writes ------------------------------------------------------------------
+    def create_run(self, fields: Mapping[str, Any], tasks: list[tuple[str, str]]) -> str:
+        with self._tx() as db:
+            while True:
+                run_id = new_run_id()
+                if not db.execute("SELECT 1 FROM runs WHERE id=?", (run_id,)).fetchone():
+                    break
+            now = time.time()
+            _insert(db, "runs", {"id": run_id, "status": "created", "created_at": now, **fields}, RUN_COLUMNS)
+            for position, (task_id, title) in enumerate(tasks):
+                db.execute("INSERT INTO tasks(run_id, task_id, title, position, state) VALUES(?,?,?,?,?)",
+                           (run_id, task_id, title, position, "pending"))
+            self._event(db, run_id, None, "run.created", {"tasks": [t for t, _ in tasks], "plan": fields.get("plan_path")})
+        return run_id
+
+    def emit(
+        self,
+        run_id: str,
+        kind: str,
+        task_id: str | None = None,
+        data: Mapping[str, Any] | None = None,
+        *,
+        run: Mapping[str, Any] | None = None,
+        task: Mapping[str, Any] | None = None,
+        attempt: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Append an event and apply its state changes in one transaction; returns its seq."""
+        with self._tx() as db:
+            if run:
+                _update(db, "runs", run, RUN_COLUMNS, "id=?", (run_id,))
+            if task:
+                assert task_id is not None
+                _update(db, "tasks", task, TASK_COLUMNS, "run_id=? AND task_id=?", (run_id, task_id))
+            if attempt:
+                assert task_id is not None
+                number = attempt.get("attempt") or db.execute(
+                    "SELECT attempt FROM tasks WHERE run_id=? AND task_id=?", (run_id, task_id)).fetchone()[0]
+                db.execute("INSERT OR IGNORE INTO attempts(run_id, task_id, attempt) VALUES(?,?,?)",
+                           (run_id, task_id, number))
+                rest = {k: v for k, v in attempt.items() if k != "attempt"}
+                if rest:
+                    _update(db, "attempts", rest, ATTEMPT_COLUMNS, "run_id=? AND task_id=? AND attempt=?",
+                            (run_id, task_id, number))
+            return self._event(db, run_id, task_id, kind, dict(data or {}))
+
+    def heartbeat(self, run_id: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE runs SET heartbeat_at=? WHERE id=?", (time.time(), run_id))
+
+    @staticmethod
+    def _event(db: sqlite3.Connection, run_id: str, task_id: str | None, kind: str, data: dict[str, Any]) -> int:
+        cur = db.execute("INSERT INTO events(run_id, task_id, ts, kind, data_json) VALUES(?,?,?,?,?)",
+                         (run_id, task_id, time.time(), kind, json.dumps(data, default=str, sort_keys=True)))
+        return int(cur.lastrowid or 0)
+
+    # -- reads -------------------------------------------------------------------
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+        return dict(row) if row else None
+
+    def runs(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._db.execute("SELECT * FROM runs ORDER BY created_at")]
+
+    def tasks(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self._db.execute("SELECT * FROM tasks WHERE run_id=? ORDER BY position", (run_id,))
+        return [dict(r) for r in rows]
+
+    def attempts(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self._db.execute("SELECT * FROM attempts WHERE run_id=? ORDER BY started_at", (run_id,))
+        return [dict(r) for r in rows]
+
+    def events(self, run_id: str, after: int = 0) -> list[dict[str, Any]]:
+        rows = self._db.execute("SELECT * FROM events WHERE run_id=? AND seq>? ORDER BY seq", (run_id, after))
+        return [{**dict(r), "data": json.loads(r["data_json"])} for r in rows]
+
+
+def _insert(db: sqlite3.Connection, table: str, values: Mapping[str, Any], allowed: set[str]) -> None:
+    bad = set(values) - allowed - {"id"}
+    assert not bad, f"unknown {table} columns {bad}"
+    cols = ", ".join(values)
+    db.execute(f"INSERT INTO {table}({cols}) VALUES({', '.join('?' * len(values))})", tuple(values.values()))
+
+
+def _update(db: sqlite3.Connection, table: str, values: Mapping[str, Any], allowed: set[str],
+            where: str, args: tuple[Any, ...]) -> None:
+    bad = set(values) - allowed
+    assert not bad, f"unknown {table} columns {bad}"
+    sets = ", ".join(f"{k}=?" for k in values)
+    db.execute(f"UPDATE {table} SET {sets} WHERE {where}", (*values.values(), *args))
