@@ -51,6 +51,68 @@ def check(plans: tuple[Path, ...], jobs: int | None, as_json: bool) -> None:
     run_check(list(plans), jobs, as_json, _console())
 
 
+@cli.command("run")
+@click.argument("plan", type=click.Path(path_type=Path))
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=4, show_default=True, help="Agents at once.")
+@click.option("--deliver", type=click.Choice(["branch", "stack"]), default="branch", show_default=True,
+              help="branch: one integration branch; stack: a branch per task stacked in dependency order.")
+@click.option("--max-cost", type=click.FloatRange(0), help="Stop starting tasks once this many USD are spent.")
+def run_cmd(plan: Path, jobs: int, deliver: str, max_cost: float | None) -> None:
+    """Run PLAN: every task in its own worktree, in parallel, verified, then integrated."""
+    from plait.commands.run import run
+    from plait.run.engine import RunOptions
+
+    sys.exit(run(plan, RunOptions(jobs=jobs, deliver=deliver, max_cost=max_cost), _console()))
+
+
+@cli.command()
+@click.argument("run_id")
+def resume(run_id: str) -> None:
+    """Continue a failed, cancelled or killed run; verified tasks are never run again."""
+    from plait.commands.run import resume as run_resume
+
+    sys.exit(run_resume(run_id, _console()))
+
+
+@cli.command()
+@click.argument("run_id", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/status.md).")
+def status(run_id: str | None, as_json: bool) -> None:
+    """Show a run's state (the latest run by default); works while it runs."""
+    from plait.commands.run import status as show
+
+    show(run_id, as_json, _console())
+
+
+@cli.command()
+@click.argument("run_id")
+def cancel(run_id: str) -> None:
+    """Stop a live run cleanly: running agents are stopped, nothing new starts."""
+    from plait import api
+
+    click.echo(f"{run_id}: {api.cancel(run_id)}")
+
+
+@cli.command()
+@click.option("--run", "run_id", help="Only this run.")
+def clean(run_id: str | None) -> None:
+    """Remove finished runs' worktrees (their branches, evidence and reports stay)."""
+    from plait import api
+
+    removed = api.clean(run_id=run_id)
+    click.echo(f"removed {len(removed)} worktree(s)")
+
+
+@cli.command()
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option("--dir", "directory", type=click.Path(path_type=Path), help="Where to create the demo repository.")
+def demo(jobs: int, directory: Path | None) -> None:
+    """Create a small Python project and run a 10-task plan on it in parallel (no API key needed)."""
+    from plait.commands.demo import demo as run_demo
+
+    sys.exit(run_demo(jobs, directory, _console()))
+
+
 def _console() -> Console:
     return Console(highlight=False, soft_wrap=False)
 

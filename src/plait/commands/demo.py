@@ -1,0 +1,46 @@
+"""`plait demo`: a real plan run in parallel on a fresh demo repository, no API key needed."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+from rich.console import Console
+
+from plait import api
+from plait.commands.run import finish, progress_for
+from plait.errors import PlaitError
+from plait.git.repo import Git
+from plait.run.engine import RunOptions
+
+
+def create_demo_repo(directory: Path | None) -> Path:
+    target = directory or Path(tempfile.mkdtemp(prefix="plait-demo-"))
+    if target.exists() and any(target.iterdir()):
+        raise PlaitError(f"{target} is not empty", "give --dir a new or empty directory")
+    source = resources.files("plait.demo")
+    with resources.as_file(source / "project") as project:
+        shutil.copytree(project, target, dirs_exist_ok=True)
+    with resources.as_file(source / "plan.yaml") as plan:
+        shutil.copy(plan, target / "plan.yaml")
+    Git.init(target, initial_commit="authkit: the demo project before plait")
+    return target
+
+
+def demo(jobs: int, directory: Path | None, console: Console) -> int:
+    repo_dir = create_demo_repo(directory)
+    console.print(f"demo repository: [bold]{repo_dir}[/] (a small Python project, git-initialised)")
+    repo, run_id = api.start(repo_dir / "plan.yaml", RunOptions(jobs=jobs), cwd=repo_dir)
+    total = len(repo.store.tasks(run_id))
+    console.print(f"running {total} tasks with the built-in `script` agent, --jobs {jobs}; "
+                  "each task is verified by its own pytest run")
+    progress = progress_for(console, total)
+    try:
+        status = api.execute(repo, run_id, progress)
+    finally:
+        progress.close()
+    code = finish(repo, run_id, status, console)
+    console.print(f"  look around: cd {repo_dir} && git branch --list 'plait/*' && plait status {run_id}")
+    return code

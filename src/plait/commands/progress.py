@@ -1,0 +1,98 @@
+"""Live progress for `plait run`: a row per running task on a terminal, plain lines otherwise."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+QUIET = {"task.workspace", "task.attempt_done", "run.created"}
+
+
+class PlainProgress:
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.start = time.monotonic()
+        self._lock = threading.Lock()
+
+    def __call__(self, kind: str, task: str | None, data: Mapping[str, Any]) -> None:
+        if kind in QUIET:
+            return
+        with self._lock:
+            self.console.print(f"[{time.monotonic() - self.start:7.1f}s] {describe(kind, task, data)}", markup=False)
+
+    def close(self) -> None:
+        pass
+
+
+class LiveProgress(PlainProgress):
+    """Important events print above a live table of the tasks in flight."""
+
+    def __init__(self, console: Console, total: int) -> None:
+        super().__init__(console)
+        self.total = total
+        self.running: dict[str, tuple[float, str]] = {}
+        self.done = self.failed = 0
+        self.live = Live(self._table(), console=console, refresh_per_second=4, transient=True)
+        self.live.start()
+
+    def __call__(self, kind: str, task: str | None, data: Mapping[str, Any]) -> None:
+        with self._lock:
+            if task and kind == "task.started":
+                self.running[task] = (time.monotonic(), "agent")
+            elif task and kind == "task.captured":
+                self.running[task] = (self.running.get(task, (time.monotonic(), ""))[0], "verify")
+            elif task and kind in ("task.done", "task.failed", "task.retry"):
+                self.running.pop(task, None)
+                self.done += kind == "task.done"
+                self.failed += kind == "task.failed"
+            if kind not in QUIET and kind not in ("task.started", "task.captured", "task.verified"):
+                self.live.console.print(f"[{time.monotonic() - self.start:7.1f}s] {describe(kind, task, data)}",
+                                        markup=False)
+            self.live.update(self._table())
+
+    def _table(self) -> Table:
+        table = Table(title=f"{self.done}/{self.total} done, {self.failed} failed, "
+                            f"{time.monotonic() - self.start:.0f}s elapsed", title_justify="left")
+        for col in ("task", "step", "time"):
+            table.add_column(col)
+        for tid, (since, step) in sorted(self.running.items()):
+            table.add_row(tid, step, f"{time.monotonic() - since:.0f}s")
+        return table
+
+    def close(self) -> None:
+        self.live.stop()
+
+
+def describe(kind: str, task: str | None, data: Mapping[str, Any]) -> str:
+    who = f"{task}: " if task else ""
+    if kind == "task.started":
+        return f"{who}started (attempt {data.get('attempt')}, agent {data.get('profile')})"
+    if kind == "task.done":
+        return f"{who}done — verified, {len(data.get('files', []))} file(s) changed"
+    if kind == "task.failed":
+        blocks = data.get("blocks") or []
+        return f"{who}FAILED: {data.get('error')}" + (f" (blocks {', '.join(blocks)})" if blocks else "")
+    if kind == "task.retry":
+        return f"{who}retrying in {data.get('delay'):.1f}s: {data.get('error')}"
+    if kind == "task.conflict":
+        return f"{who}CONFLICT with {data.get('with')} in {', '.join(data.get('files', []))}"
+    if kind == "task.captured" and data.get("deviations"):
+        return f"{who}changed files outside its scope: {', '.join(data['deviations'])}"
+    if kind == "task.verified":
+        return f"{who}verify {'passed' if data.get('ok') else 'FAILED'} ({data.get('seconds', 0):.1f}s)"
+    if kind == "limits.backoff":
+        return f"{who}rate limited: {data.get('profile')} concurrency now {data.get('concurrency')}"
+    if kind == "integration.verified":
+        return f"integration test {'passed' if data.get('ok') else 'FAILED'}: {data.get('command')}"
+    if kind == "integration.conflict":
+        return f"integration CONFLICT: {data.get('conflict')}"
+    if kind == "delivered":
+        return "delivered " + ", ".join(data.get("branches", {}))
+    rest = " ".join(f"{k}={v}" for k, v in data.items() if not isinstance(v, list | dict))
+    return f"{who}{kind} {rest}".strip()

@@ -1,0 +1,86 @@
+"""`plait run`, `plait resume`, `plait status`: drive the API and render the outcome."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from plait import api, report
+from plait.commands.progress import LiveProgress, PlainProgress
+from plait.plan.model import format_duration as fd
+from plait.run.engine import RunOptions
+
+
+def progress_for(console: Console, total: int) -> PlainProgress:
+    return LiveProgress(console, total) if console.is_terminal else PlainProgress(console)
+
+
+def run(plan: Path, options: RunOptions, console: Console) -> int:
+    repo, run_id = api.start(plan, options)
+    total = len(repo.store.tasks(run_id))
+    console.print(f"plait run [bold]{run_id}[/]: {total} tasks, --jobs {options.jobs}")
+    progress = progress_for(console, total)
+    try:
+        status = api.execute(repo, run_id, progress)
+    finally:
+        progress.close()
+    return finish(repo, run_id, status, console)
+
+
+def resume(run_id: str, console: Console) -> int:
+    repo = api.open_repo()
+    progress = progress_for(console, len(repo.store.tasks(run_id)))
+    try:
+        repo, status = api.resume(run_id, progress)
+    finally:
+        progress.close()
+    return finish(repo, run_id, status, console)
+
+
+def finish(repo: api.Repo, run_id: str, status: str, console: Console) -> int:
+    metrics = api.final_metrics(repo, run_id)
+    run_dir = repo.root / ".plait" / "runs" / run_id
+    style = "green" if status == "completed" else "red"
+    console.print(f"\nrun [bold]{run_id}[/] [{style}]{status}[/]")
+    for line in report.lines(metrics):
+        console.print(f"  {line}")
+    console.print(f"  evidence: {run_dir / 'tasks'}")
+    if (run_dir / "INTEGRATION-REPORT.md").exists():
+        console.print(f"  integration report: {run_dir / 'INTEGRATION-REPORT.md'}")
+    console.print(f"  report: {run_dir / 'REPORT.md'}")
+    if status != "completed":
+        console.print(f"  continue with: plait resume {run_id}" if status != "cancelled" else "")
+    return 0 if status == "completed" else 1
+
+
+def status(run_id: str | None, as_json: bool, console: Console) -> None:
+    doc = api.status(run_id)
+    if as_json:
+        console.print_json(json.dumps(doc))
+        return
+    render_status(doc, console)
+
+
+def render_status(doc: dict[str, Any], console: Console) -> None:
+    c = doc["counts"]
+    console.print(f"run [bold]{doc['run_id']}[/] {doc['status']} — {doc['phase']}; "
+                  f"{c['done']} done, {c['running'] + c['retrying']} running, {c['pending']} pending, "
+                  f"{c['failed']} failed, {c['blocked']} blocked")
+    table = Table()
+    for col in ("task", "state", "lvl", "try", "time", "verify", "branch", "notes"):
+        table.add_column(col)
+    for t in doc["tasks"]:
+        took = fd(t["finished_at"] - t["started_at"]) if t["finished_at"] and t["started_at"] else ""
+        verify = t["verify"]
+        vtext = "" if verify is None else "pass" if verify["exit_code"] == 0 else f"exit {verify['exit_code']}"
+        notes = [f"conflict with {c['with']}: {', '.join(c['files'])}" for c in t["conflicts"]]
+        notes += [f"out of scope: {', '.join(t['deviations'])}"] if t["deviations"] else []
+        notes += [t["error"]] if t["error"] and t["state"] != "done" else []
+        table.add_row(t["id"], t["state"], str(t["level"]), str(t["attempt"]), took, vtext, t["branch"] or "",
+                      "; ".join(notes))
+    console.print(table)
+    console.print(f"evidence: {doc['evidence']}")
