@@ -1,0 +1,66 @@
+"""The CLI: every command has help; bad input never prints a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from plait.cli import cli
+from runfixtures import make_repo, plait
+
+COMMANDS = sorted(cli.commands)
+
+
+def test_expected_commands_exist() -> None:
+    assert {"check", "schema", "run", "status", "resume", "cancel", "clean", "demo"} <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_has_help(name: str) -> None:
+    result = CliRunner().invoke(cli, [name, "--help"])
+    assert result.exit_code == 0
+    assert "Usage:" in result.output
+    doc = cli.commands[name].help or ""
+    assert len(doc.strip()) > 20, f"{name} needs a real help text"
+
+
+BAD_INPUTS = [
+    ("check", "missing.yaml"),
+    ("check", "{dir}"),
+    ("check", "{bad_yaml}"),
+    ("check", "{not_a_plan}"),
+    ("run", "{bad_yaml}"),
+    ("status", "nosuchrun"),
+    ("resume", "nosuchrun"),
+    ("cancel", "nosuchrun"),
+]
+
+
+@pytest.mark.parametrize(("command", "arg"), BAD_INPUTS)
+def test_bad_input_is_one_located_line_and_exit_1(tmp_path: Path, command: str, arg: str) -> None:
+    repo = make_repo(tmp_path / "repo")
+    (tmp_path / "bad.yaml").write_text("plait: 1\nname: x\ntasks:\n  - id: a\n    title: [unclosed\n")
+    (tmp_path / "notplan.yaml").write_text("- just\n- a list\n")
+    arg = arg.format(dir=tmp_path, bad_yaml=tmp_path / "bad.yaml", not_a_plan=tmp_path / "notplan.yaml")
+    done = plait(repo, command, arg)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines and all(line.startswith("plait: error:") for line in lines), done.stderr
+    assert " — " in lines[0], "every error says how to fix it"
+
+
+def test_outside_a_git_repository(tmp_path: Path) -> None:
+    done = plait(tmp_path, "status")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "git" in done.stderr
+
+
+def test_schema_is_json() -> None:
+    import json
+
+    result = CliRunner().invoke(cli, ["schema"])
+    schema = json.loads(result.output)
+    assert schema["properties"]["plait"]["const"] == 1
