@@ -15,9 +15,8 @@ from plait.run.scheduler import Job, lower_bound, simulate, simulate_barriers
 TINY_TASK_SECONDS = 15 * 60.0
 # Below this total work a plan gains too little from parallel agents ("small tasks < 2 hours").
 SMALL_PLAN_SECONDS = 2 * 3600.0
-# A task needing this many others, or a DAG denser than this, is "highly coupled".
-COUPLED_FAN_IN = 4
-COUPLED_DENSITY = 0.5
+# An interior task needing this many others is "highly coupled".
+COUPLED_FAN_IN = 3
 # The recommended agent count is the smallest reaching this share of the best simulated speed-up.
 KNEE = 0.95
 
@@ -116,17 +115,17 @@ def findings(plan: Plan, work: float) -> list[Finding]:
             tuple(tiny),
         ))
 
-    edges = sum(len(v) for v in needs.values())
-    n = len(plan.tasks)
-    density = edges / (n * (n - 1) / 2) if n > 1 else 0.0
-    fan_in = [t.id for t in plan.tasks if len(t.needs) >= COUPLED_FAN_IN]
-    if density > COUPLED_DENSITY or fan_in:
+    # A sink that joins many branches is an integration point, which is what a plan should have;
+    # an interior task waiting on many others serializes the work around it.
+    sinks = {t.id for t in plan.tasks} - {d for t in plan.tasks for d in t.needs}
+    joins = [t.id for t in plan.tasks if len(t.needs) >= COUPLED_FAN_IN and t.id not in sinks]
+    if joins:
         out.append(Finding(
             "coupling",
-            f"highly coupled tasks (dependency density {density:.2f}"
-            + (f"; {', '.join(fan_in)} need {COUPLED_FAN_IN}+ tasks each" if fan_in else "") + ")",
-            "define a contract (interface) first so the work can proceed in parallel against it",
-            tuple(fan_in),
+            f"highly coupled tasks: {', '.join(joins)} each wait on {COUPLED_FAN_IN} or more tasks and hold up "
+            "everything after them",
+            "define a contract (interface) first so dependents can build against it instead of waiting",
+            tuple(joins),
         ))
 
     for i, a in enumerate(plan.tasks):

@@ -44,7 +44,7 @@ def format_duration(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f}s" if seconds >= 1 or seconds == 0 else f"{seconds:.2f}s"
     minutes = seconds / 60
-    if minutes < 90:
+    if minutes < 60:
         return f"{minutes:.0f}m"
     hours, rest = divmod(round(minutes), 60)
     return f"{hours}h{rest:02d}m" if rest else f"{hours}h"

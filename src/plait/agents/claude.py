@@ -1,0 +1,152 @@
+"""Claude Code: `claude -p --output-format stream-json --verbose`, the prompt on stdin.
+
+Success is the `result` line's `is_error` (an API failure can arrive as `subtype: success` with
+`is_error: true` and `api_error_status` 429/529), then the exit code.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from plait.agents import cli_common as cli
+from plait.agents.base import AgentRequest, AgentResult, ErrorKind, Permission, Tokens
+
+# Tools a headless run may use without asking, by permission level (root cannot bypass permissions).
+_READ_TOOLS = ("Read", "Glob", "Grep", "LS", "TodoWrite")
+_EDIT_TOOLS = (*_READ_TOOLS, "Edit", "MultiEdit", "Write", "NotebookEdit", "Bash")
+_FULL_TOOLS = (*_EDIT_TOOLS, "WebFetch", "WebSearch", "Task", "Agent")
+_FILE_TOOLS = {"Write", "Edit", "MultiEdit", "NotebookEdit"}
+
+
+def permission_args(permission: Permission, is_root: bool) -> list[str]:
+    if permission is Permission.READ_ONLY:
+        return ["--permission-mode", "dontAsk", "--allowedTools", ",".join(_READ_TOOLS)]
+    if permission is Permission.FULL and not is_root:
+        return ["--permission-mode", "bypassPermissions"]
+    tools = _FULL_TOOLS if permission is Permission.FULL else _EDIT_TOOLS
+    return ["--permission-mode", "acceptEdits", "--allowedTools", ",".join(tools)]
+
+
+class ClaudeAgent:
+    name = "claude"
+
+    def argv(self, request: AgentRequest, binary: str) -> list[str]:
+        profile = request.profile
+        argv = [binary, "-p", "--output-format", "stream-json", "--verbose"]
+        if profile.model:
+            argv += ["--model", profile.model]
+        argv += permission_args(profile.permission, os.geteuid() == 0)
+        if profile.max_turns:
+            argv += ["--max-turns", str(profile.max_turns)]
+        if profile.max_cost:
+            argv += ["--max-budget-usd", f"{profile.max_cost:g}"]
+        if request.resume_session:
+            argv += ["--resume", request.resume_session]
+        return argv + list(profile.extra_args)
+
+    def env(self, request: AgentRequest) -> dict[str, str]:
+        env = {k: v for k, v in request.env.items() if k not in ("CLAUDECODE", "CLAUDE_CODE_ENTRYPOINT")}
+        env.update(cli.QUIET_ENV)
+        env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] = "1"
+        env.setdefault("CLAUDE_CONFIG_DIR", str(cli.private_home(request, "claude")))
+        # plait backs off itself (and lowers the profile's concurrency): the CLI should give up soon.
+        env.setdefault("CLAUDE_CODE_MAX_RETRIES", "2")
+        return env
+
+    def run(self, request: AgentRequest) -> AgentResult:
+        binary = cli.find_binary(request, "claude")
+        if binary is None:
+            return cli.missing_binary(request, "claude")
+        done = cli.launch(request, self.argv(request, binary), self.env(request), request.prompt)
+        stopped = cli.stopped(request, done)
+        if stopped is not None:
+            return stopped
+        result = parse(cli.read_events(request.log_dir / cli.STREAM_FILE), done.returncode, done.stderr,
+                       request.worktree)
+        return replace(result, duration=done.duration)
+
+
+def parse(events: Iterable[dict[str, Any]], exit_code: int | None, stderr: str = "",
+          worktree: Path | None = None) -> AgentResult:
+    """One AgentResult from Claude Code's stream-json events (unknown events are skipped)."""
+    session: str | None = None
+    files: list[str] = []
+    final: dict[str, Any] | None = None
+    retry_status: int | None = None
+    rejected = False
+    pending: dict[str, str] = {}  # tool_use id -> path, until its result says it worked
+    for event in events:
+        kind = event.get("type")
+        session = event.get("session_id") or session
+        content = (event.get("message") or {}).get("content")
+        blocks = [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
+        if kind == "assistant":
+            for block in blocks:
+                if block.get("type") == "tool_use" and block.get("name") in _FILE_TOOLS:
+                    given = block.get("input") or {}
+                    path = given.get("file_path") or given.get("notebook_path")
+                    if isinstance(path, str):
+                        pending[str(block.get("id"))] = cli.relative_to(worktree, path) if worktree else path
+        elif kind == "user":
+            for block in blocks:
+                done_id = str(block.get("tool_use_id"))
+                if block.get("type") == "tool_result" and done_id in pending and not block.get("is_error"):
+                    files.append(pending.pop(done_id))
+        elif kind == "system" and event.get("subtype") == "api_retry":
+            status = event.get("error_status")
+            retry_status = status if isinstance(status, int) else retry_status
+        elif kind == "rate_limit_event":
+            rejected = rejected or (event.get("rate_limit_info") or {}).get("status") == "rejected"
+        elif kind == "result":
+            final = event
+    if final is None:
+        found = ""
+        if retry_status is not None:
+            found = f"API error {retry_status} (retried, then no result)"
+        elif rejected:
+            found = "rate limit rejected"
+        failed = cli.exit_failure(exit_code, stderr, found)
+        return failed if not session else replace(failed, session_id=session)
+    usage = final.get("usage") or {}
+    tally = cli.Tally()
+    tally.add(usage, ("input", "input_tokens"), ("input", "cache_creation_input_tokens"),
+              ("input", "cache_read_input_tokens"), ("output", "output_tokens"), ("cached", "cache_read_input_tokens"))
+    text = str(final.get("result") or "")
+    cost = final.get("total_cost_usd")
+    common: dict[str, Any] = {
+        "summary": text or "", "session_id": final.get("session_id") or session,
+        "cost_usd": float(cost) if isinstance(cost, int | float) else None,
+        "tokens": Tokens(tally.input, tally.output, tally.cached),
+        "turns": final.get("num_turns") if isinstance(final.get("num_turns"), int) else None,
+        "files_changed": cli.unique(files),
+    }
+    if final.get("is_error") is False and exit_code in (0, None):
+        return AgentResult(True, exit_code, **common)
+    kind, message = _error(final, text, exit_code, stderr)
+    return AgentResult(False, exit_code, error_kind=kind, error_message=message, **common)
+
+
+def _error(final: dict[str, Any], text: str, exit_code: int | None, stderr: str) -> tuple[ErrorKind, str]:
+    errors = " ".join(str(e) for e in final.get("errors") or [])
+    message = (text or errors or stderr.strip()[-500:] or f"exited {exit_code}").strip()
+    subtype, reason = final.get("subtype"), final.get("terminal_reason")
+    status = final.get("api_error_status")
+    if subtype == "error_max_turns" or reason == "max_turns":
+        return ErrorKind.MAX_TURNS, message or "reached the turn limit"
+    if subtype == "error_max_budget_usd":
+        return ErrorKind.BUDGET, message or "reached the budget"
+    if reason in ("prompt_too_long", "blocking_limit"):
+        return ErrorKind.CONTEXT_LENGTH, message
+    by_text = cli.classify(message)
+    if status == 429 and by_text is ErrorKind.QUOTA:
+        return ErrorKind.QUOTA, message
+    by_status = cli.status_kind(status if isinstance(status, int) else None)
+    if by_status is not None:
+        return by_status, message
+    if by_text is not None:
+        return by_text, message
+    return (ErrorKind.CRASH if (exit_code or 0) < 0 else ErrorKind.UNKNOWN), message

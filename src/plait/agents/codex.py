@@ -1,0 +1,116 @@
+"""Codex: `codex exec --json -C WORKTREE -s SANDBOX -` with the prompt on stdin.
+
+Success is a `turn.completed` without a later `turn.failed`, and exit code 0. Codex reports no
+cost: it is estimated from the tokens with the price table in cli_common (None for other models).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from plait.agents import cli_common as cli
+from plait.agents.base import AgentRequest, AgentResult, ErrorKind, Permission, Tokens
+
+_SANDBOX = {Permission.READ_ONLY: ["-s", "read-only"], Permission.EDIT: ["-s", "workspace-write"],
+            Permission.FULL: ["--dangerously-bypass-approvals-and-sandbox"]}
+_TOOL_ITEMS = {"command_execution", "file_change", "mcp_tool_call", "web_search", "collab_tool_call"}
+# A provider for an OpenAI-compatible base URL (a gateway, or plait's scripted server): the built-in
+# provider would also try the ChatGPT login flow and its own retries.
+_PROVIDER = "plait"
+
+
+def provider_args(base_url: str) -> list[str]:
+    settings = {"name": "plait", "base_url": base_url, "wire_api": "responses", "env_key": "OPENAI_API_KEY",
+                "request_max_retries": 2, "stream_max_retries": 2}
+    args = ["-c", f"model_provider={_PROVIDER}"]
+    for key, value in settings.items():
+        shown = f'"{value}"' if isinstance(value, str) else str(value)
+        args += ["-c", f"model_providers.{_PROVIDER}.{key}={shown}"]
+    return args
+
+
+class CodexAgent:
+    name = "codex"
+
+    def argv(self, request: AgentRequest, binary: str) -> list[str]:
+        profile = request.profile
+        argv = [binary, "exec", "--json", "--skip-git-repo-check", "--color", "never", "-C", str(request.worktree)]
+        argv += _SANDBOX[profile.permission]
+        if profile.model:
+            argv += ["-m", profile.model]
+        base_url = request.env.get("OPENAI_BASE_URL")
+        if base_url:
+            argv += provider_args(base_url)
+        argv += list(profile.extra_args)
+        if request.resume_session:
+            argv += ["resume", request.resume_session]
+        return [*argv, "-"]  # "-": the prompt comes on stdin
+
+    def env(self, request: AgentRequest) -> dict[str, str]:
+        env = dict(request.env)
+        env.update(cli.QUIET_ENV)
+        env.setdefault("CODEX_HOME", str(cli.private_home(request, "codex")))
+        return env
+
+    def run(self, request: AgentRequest) -> AgentResult:
+        binary = cli.find_binary(request, "codex")
+        if binary is None:
+            return cli.missing_binary(request, "codex")
+        done = cli.launch(request, self.argv(request, binary), self.env(request), request.prompt)
+        stopped = cli.stopped(request, done)
+        if stopped is not None:
+            return stopped
+        result = parse(cli.read_events(request.log_dir / cli.STREAM_FILE), done.returncode, done.stderr,
+                       request.worktree, request.profile.model)
+        return replace(result, duration=done.duration)
+
+
+def parse(events: Iterable[dict[str, Any]], exit_code: int | None, stderr: str = "",
+          worktree: Path | None = None, model: str | None = None) -> AgentResult:
+    """One AgentResult from `codex exec --json` events (unknown events are skipped)."""
+    session: str | None = None
+    summary = ""
+    files: list[str] = []
+    tally = cli.Tally()
+    turns = 0
+    completed = False
+    failure: str | None = None
+    last_error = ""
+    for event in events:
+        kind = event.get("type")
+        item = event.get("item") if isinstance(event.get("item"), dict) else {}
+        if kind == "thread.started":
+            session = str(event.get("thread_id") or "") or session
+        elif kind == "turn.completed":
+            completed, failure = True, None
+            tally.add(event.get("usage") or {}, ("input", "input_tokens"), ("output", "output_tokens"),
+                      ("cached", "cached_input_tokens"))
+        elif kind == "turn.failed":
+            failure = str((event.get("error") or {}).get("message") or "turn failed")
+        elif kind == "error":
+            last_error = str(event.get("message") or "")
+        elif kind == "item.completed" and item:
+            item_type = item.get("type")
+            if item_type == "agent_message":
+                summary = str(item.get("text") or "")
+                turns += 1
+            elif item_type in _TOOL_ITEMS:
+                turns += 1
+            if item_type == "file_change" and item.get("status") != "failed":
+                for change in item.get("changes") or []:
+                    path = str((change or {}).get("path") or "")
+                    files.append(cli.relative_to(worktree, path) if worktree else path)
+            elif item_type == "error":
+                last_error = str(item.get("message") or last_error)
+    tokens = Tokens(tally.input, tally.output, tally.cached)
+    common: dict[str, Any] = {"summary": summary, "session_id": session, "tokens": tokens,
+                              "cost_usd": cli.estimate_cost(model, tokens), "turns": turns or None,
+                              "files_changed": cli.unique(files)}
+    if completed and failure is None and exit_code in (0, None):
+        return AgentResult(True, exit_code, **common)
+    message = failure or last_error or stderr.strip()[-500:] or f"exited {exit_code} with no result"
+    kind = cli.classify(message) or (ErrorKind.CRASH if (exit_code or 0) < 0 else ErrorKind.UNKNOWN)
+    return AgentResult(False, exit_code, error_kind=kind, error_message=message, **common)

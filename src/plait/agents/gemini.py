@@ -1,0 +1,121 @@
+"""Gemini CLI: `gemini -p "" -o stream-json --skip-trust --approval-mode ...`, the prompt on stdin.
+
+Success is the final `result` event's `status`, then the exit code (41 auth, 42 input, 52 config,
+53 turn limit, 54 tool execution). Gemini CLI reports no cost: it is estimated from the tokens
+with the price table in cli_common (None for other models).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from plait.agents import cli_common as cli
+from plait.agents.base import AgentRequest, AgentResult, ErrorKind, Permission, Tokens
+
+_APPROVAL = {Permission.READ_ONLY: "plan", Permission.EDIT: "auto_edit", Permission.FULL: "yolo"}
+_FILE_TOOLS = {"write_file", "replace", "edit"}
+_EXIT_KINDS = {41: ErrorKind.AUTH, 53: ErrorKind.MAX_TURNS}
+
+
+def settings(request: AgentRequest) -> dict[str, Any]:
+    """The private ~/.gemini/settings.json: API-key auth, and what the profile asks for."""
+    data: dict[str, Any] = {"security": {"auth": {"selectedType": "gemini-api-key"}},
+                            "privacy": {"usageStatisticsEnabled": False},
+                            "general": {"disableAutoUpdate": True, "disableUpdateNag": True}}
+    if request.profile.permission is Permission.EDIT:
+        # auto_edit approves file edits only; the edit level also runs commands in the worktree.
+        data["tools"] = {"allowed": ["run_shell_command"]}
+    if request.profile.max_turns:
+        data["model"] = {"maxSessionTurns": request.profile.max_turns}
+    return data
+
+
+class GeminiAgent:
+    name = "gemini"
+
+    def argv(self, request: AgentRequest, binary: str) -> list[str]:
+        profile = request.profile
+        argv = [binary, "-p", "", "-o", "stream-json", "--skip-trust",
+                "--approval-mode", _APPROVAL[profile.permission]]
+        if profile.model:
+            argv += ["-m", profile.model]
+        if request.resume_session:
+            argv += ["--resume", request.resume_session]
+        return argv + list(profile.extra_args)
+
+    def env(self, request: AgentRequest) -> dict[str, str]:
+        env = dict(request.env)
+        env.update(cli.QUIET_ENV)
+        if "GEMINI_CLI_HOME" not in env:
+            home = cli.private_home(request, "gemini")
+            (home / ".gemini").mkdir(exist_ok=True)
+            (home / ".gemini" / "settings.json").write_text(json.dumps(settings(request), indent=2))
+            env["GEMINI_CLI_HOME"] = str(home)
+        return env
+
+    def run(self, request: AgentRequest) -> AgentResult:
+        binary = cli.find_binary(request, "gemini")
+        if binary is None:
+            return cli.missing_binary(request, "gemini")
+        done = cli.launch(request, self.argv(request, binary), self.env(request), request.prompt)
+        stopped = cli.stopped(request, done)
+        if stopped is not None:
+            return stopped
+        result = parse(cli.read_events(request.log_dir / cli.STREAM_FILE), done.returncode, done.stderr,
+                       request.worktree, request.profile.model)
+        return replace(result, duration=done.duration)
+
+
+def parse(events: Iterable[dict[str, Any]], exit_code: int | None, stderr: str = "",
+          worktree: Path | None = None, model: str | None = None) -> AgentResult:
+    """One AgentResult from Gemini CLI's stream-json events (unknown events are skipped)."""
+    session: str | None = None
+    used_model = model
+    texts: list[str] = []
+    pending: dict[str, str] = {}
+    files: list[str] = []
+    final: dict[str, Any] | None = None
+    errors: list[str] = []
+    tool_calls = 0
+    for event in events:
+        kind = event.get("type")
+        if kind == "init":
+            session = str(event.get("session_id") or "") or session
+            used_model = used_model or event.get("model")
+        elif kind == "message" and event.get("role") == "assistant":
+            texts.append(str(event.get("content") or ""))
+        elif kind == "tool_use":
+            tool_calls += 1
+            params = event.get("parameters") or {}
+            path = params.get("file_path") or params.get("absolute_path")
+            if event.get("tool_name") in _FILE_TOOLS and isinstance(path, str):
+                pending[str(event.get("tool_id"))] = cli.relative_to(worktree, path) if worktree else path
+        elif kind == "tool_result":
+            tool_id = str(event.get("tool_id"))
+            if event.get("status") == "success" and tool_id in pending:
+                files.append(pending.pop(tool_id))
+        elif kind == "error" and event.get("severity") != "warning":
+            errors.append(str(event.get("message") or ""))
+        elif kind == "result":
+            final = event
+    stats = (final or {}).get("stats") or {}
+    tally = cli.Tally()
+    tally.add(stats, ("input", "input_tokens"), ("output", "output_tokens"), ("cached", "cached"))
+    tokens = Tokens(tally.input, tally.output, tally.cached)
+    common: dict[str, Any] = {
+        "summary": "".join(texts).strip(), "session_id": session, "tokens": tokens,
+        "cost_usd": cli.estimate_cost(str(used_model) if used_model else None, tokens),
+        "turns": (tool_calls + 1) if final else None, "files_changed": cli.unique(files),
+    }
+    if final is not None and final.get("status") == "success" and exit_code in (0, None):
+        return AgentResult(True, exit_code, **common)
+    error = (final or {}).get("error") or {}
+    message = str(error.get("message") or "") or "; ".join(e for e in errors if e) or stderr.strip()[-500:]
+    message = message or f"exited {exit_code} with no result"
+    kind = _EXIT_KINDS.get(exit_code or 0) or cli.classify(f"{error.get('type', '')} {message}")
+    kind = kind or (ErrorKind.CRASH if (exit_code or 0) < 0 else ErrorKind.UNKNOWN)
+    return AgentResult(False, exit_code, error_kind=kind, error_message=message, **common)

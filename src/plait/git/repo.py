@@ -1,0 +1,256 @@
+"""`Git`: one repository, and the only code in plait that runs git.
+
+Every call is one small git command run through `plait.proc`. Children get a clean environment:
+the user's variables minus every `GIT_*` (a `GIT_DIR` or `GIT_INDEX_FILE` inherited from a hook
+would point git at the wrong repository), plus a fixed identity so plait's commits work on machines
+without `user.name`, and config that keeps user settings from breaking non-interactive use.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Self
+
+from plait import proc
+from plait.errors import PlaitError
+from plait.git.lock import RepoLock
+
+log = logging.getLogger("plait.git")
+
+MIN_VERSION = (2, 38)  # `git merge-tree --write-tree`
+
+# Applied to every git plait runs, through GIT_CONFIG_COUNT (git >= 2.31), so no call can forget it.
+PLAIT_CONFIG = (
+    ("gc.auto", "0"),  # no auto-gc pauses or "Auto packing" noise in the middle of a run
+    ("maintenance.auto", "false"),
+    ("commit.gpgSign", "false"),  # a signing prompt would hang a worker
+    ("core.hooksPath", os.devnull),  # the user's hooks are for the user's commits, not plait's
+)
+
+
+class GitError(PlaitError):
+    """A git operation failed. `argv`, `returncode` and `stderr` say how, when a command did."""
+
+    def __init__(self, message: str, fix: str = "", argv: Sequence[str] = (), returncode: int | None = None,
+                 stderr: str = "") -> None:
+        super().__init__(message, fix)
+        self.argv = tuple(argv)
+        self.returncode = returncode
+        self.stderr = stderr
+
+    @classmethod
+    def failed(cls, done: proc.Completed, fix: str = "") -> Self:
+        lines = [line.strip() for line in done.stderr.strip().splitlines() if line.strip()]
+        tail = " | ".join(lines[-4:]) or "no message"
+        return cls(f"`{' '.join(done.argv)}` failed (exit {done.returncode}): {tail}", fix, done.argv,
+                   done.returncode, done.stderr)
+
+
+class RefChanged(GitError):
+    """A compare-and-swap ref update found the ref somewhere other than expected."""
+
+
+def clean_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in (os.environ if base is None else base).items() if not k.startswith("GIT_")}
+    env.update(
+        GIT_TERMINAL_PROMPT="0",
+        GIT_OPTIONAL_LOCKS="0",  # `status` must not take index.lock in a worktree an agent is using
+        LC_ALL="C",
+        GIT_AUTHOR_NAME="plait",
+        GIT_AUTHOR_EMAIL="plait@localhost",
+        GIT_COMMITTER_NAME="plait",
+        GIT_COMMITTER_EMAIL="plait@localhost",
+        GIT_CONFIG_COUNT=str(len(PLAIT_CONFIG)),
+    )
+    for i, (key, value) in enumerate(PLAIT_CONFIG):
+        env[f"GIT_CONFIG_KEY_{i}"] = key
+        env[f"GIT_CONFIG_VALUE_{i}"] = value
+    return env
+
+
+def _run_git(argv: Sequence[str], cwd: Path, env: Mapping[str, str], input: str | None) -> proc.Completed:
+    log.debug("git %s (in %s)", " ".join(argv[1:]), cwd)
+    try:
+        return proc.run(argv, cwd=cwd, env=env, input=input)
+    except FileNotFoundError as exc:
+        if not Path(cwd).is_dir():
+            raise PlaitError(f"cannot run git in {cwd}: the directory does not exist") from exc
+        raise PlaitError("git is not installed (or not on PATH)", "install git 2.38 or newer") from exc
+
+
+@cache
+def _check_version() -> None:
+    done = _run_git(("git", "version"), Path("/"), clean_env(), None)
+    found = re.search(r"(\d+)\.(\d+)", done.stdout)
+    if not done.ok or not found:
+        raise PlaitError(f"cannot tell git's version from {done.stdout.strip()!r}",
+                         "install git 2.38 or newer")
+    if (int(found[1]), int(found[2])) < MIN_VERSION:
+        raise PlaitError(f"plait needs git {'.'.join(map(str, MIN_VERSION))} or newer, found {found[0]}",
+                         "upgrade git")
+
+
+class Git:
+    """One repository: `root` is the working tree plait was started in, `common_dir` the shared `.git`."""
+
+    def __init__(self, root: Path, common_dir: Path, env: Mapping[str, str] | None = None) -> None:
+        self.root = root
+        self.common_dir = common_dir
+        self.env = dict(env) if env is not None else clean_env()
+        self.lock = RepoLock(common_dir)
+
+    def __repr__(self) -> str:
+        return f"Git({str(self.root)!r})"
+
+    @classmethod
+    def discover(cls, path: Path) -> Git:
+        _check_version()
+        if not path.is_dir():
+            raise PlaitError(f"{path} is not a directory", "run plait inside a git repository (git init)")
+        env = clean_env()
+        argv = ("git", "rev-parse", "--path-format=absolute", "--show-toplevel", "--git-common-dir")
+        done = _run_git(argv, path, env, None)
+        if not done.ok:
+            if "not a git repository" in done.stderr:
+                raise PlaitError(f"{path} is not inside a git repository",
+                                 "run plait inside a git repository (git init)")
+            if "work tree" in done.stderr:
+                raise PlaitError(f"{path} is a bare repository", "run plait in a clone with a working tree")
+            raise GitError.failed(done)
+        root, common = done.stdout.splitlines()[:2]
+        return cls(Path(root), Path(common), env)
+
+    @classmethod
+    def init(cls, path: Path, initial_commit: str | None = None, branch: str = "main") -> Git:
+        """`git init` (and optionally commit everything in `path`): for the demo and for tests."""
+        _check_version()
+        path.mkdir(parents=True, exist_ok=True)
+        argv = ("git", "init", "-q", "-b", branch)
+        done = _run_git(argv, path, clean_env(), None)
+        if not done.ok:
+            raise GitError.failed(done)
+        git = cls.discover(path)
+        if initial_commit is not None:
+            git.run("add", "-A")
+            git.run("commit", "-q", "--no-verify", "--allow-empty", "-F", "-", input=initial_commit)
+        return git
+
+    # -- running --------------------------------------------------------------------------
+    def try_run(self, *args: str, cwd: Path | None = None, input: str | None = None) -> proc.Completed:
+        """Run git; the caller reads the exit code."""
+        return _run_git(("git", *args), cwd or self.root, self.env, input)
+
+    def run(self, *args: str, cwd: Path | None = None, input: str | None = None) -> str:
+        """Run git and return its stdout exactly as printed; GitError if it fails."""
+        done = self.try_run(*args, cwd=cwd, input=input)
+        if not done.ok:
+            raise GitError.failed(done)
+        return done.stdout
+
+    # -- queries --------------------------------------------------------------------------
+    def rev_parse(self, rev: str, cwd: Path | None = None) -> str | None:
+        """The object name `rev` stands for, or None if there is none."""
+        if rev.startswith("-"):
+            return None
+        done = self.try_run("rev-parse", "--verify", "--quiet", rev, cwd=cwd)
+        return done.stdout.strip() if done.ok else None
+
+    def resolve_commit(self, rev: str) -> str:
+        """The commit `rev` names, or a user error saying how to pick one."""
+        sha = self.rev_parse(f"{rev}^{{commit}}")
+        if sha is not None:
+            return sha
+        if rev == "HEAD" and self.rev_parse("HEAD") is None:
+            raise PlaitError("the repository has no commits yet", "make a first commit (git commit)")
+        raise PlaitError(f"{rev!r} is not a commit in {self.root}",
+                         "use a branch, tag or commit SHA that exists (see `git log --oneline`)")
+
+    def tree_of(self, rev: str) -> str:
+        return self.run("rev-parse", "--verify", f"{rev}^{{tree}}").strip()
+
+    def message_of(self, commit: str) -> str:
+        return self.run("log", "-1", "--format=%B", commit).strip()
+
+    def head_branch(self, cwd: Path | None = None) -> str | None:
+        """The checked-out branch's short name, or None when HEAD is detached."""
+        done = self.try_run("symbolic-ref", "--quiet", "--short", "HEAD", cwd=cwd)
+        return done.stdout.strip() if done.ok else None
+
+    def branch_exists(self, branch: str) -> bool:
+        return self.try_run("show-ref", "--verify", "--quiet", f"refs/heads/{branch}").ok
+
+    def list_refs(self, prefix: str) -> dict[str, str]:
+        """Every ref under `prefix` (e.g. `refs/heads/plait/`) and the object it points at."""
+        out = self.run("for-each-ref", "--format=%(refname) %(objectname)", prefix)
+        return dict(line.split(" ", 1) for line in out.splitlines() if line)
+
+    def changed_files(self, base: str, head: str) -> list[str]:
+        """Paths that differ between two commits; a rename counts as both of its paths."""
+        out = self.run("diff", "--name-only", "--no-renames", "-z", base, head, "--")
+        return [p for p in out.split("\0") if p]
+
+    def status_porcelain(self, cwd: Path | None = None) -> str:
+        return self.run("status", "--porcelain=v1", "-z", "--untracked-files=all", cwd=cwd)
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        done = self.try_run("merge-base", "--is-ancestor", ancestor, descendant)
+        if done.returncode not in (0, 1):
+            raise GitError.failed(done)
+        return done.returncode == 0
+
+    # -- writes ---------------------------------------------------------------------------
+    def commit_all(self, worktree: Path, message: str) -> str | None:
+        """Commit everything in `worktree` (new, changed, deleted); the new SHA, or None if nothing changed.
+
+        Only uncommitted changes count: commits an agent made itself are already on the branch
+        (read them with `rev_parse("HEAD", cwd=worktree)`).
+        """
+        self.run("add", "-A", cwd=worktree)
+        staged = self.try_run("diff", "--cached", "--quiet", cwd=worktree)
+        if staged.returncode == 0:
+            return None
+        if staged.returncode != 1:
+            raise GitError.failed(staged)
+        self.run("commit", "-q", "--no-verify", "--no-gpg-sign", "-F", "-", cwd=worktree, input=message)
+        return self.run("rev-parse", "HEAD", cwd=worktree).strip()
+
+    def update_ref(self, ref: str, new: str, old: str | None = None) -> None:
+        """Compare-and-swap: point `ref` at `new` only if it now points at `old`.
+
+        `old=None` means the ref must not exist yet (create). There is deliberately no
+        unconditional form: read the ref, decide, then swap, so a concurrent change is never lost.
+        """
+        self.update_refs([(ref, new, old)])
+
+    def update_refs(self, updates: Sequence[tuple[str, str, str | None]]) -> None:
+        """Several compare-and-swap updates `(ref, new, old)` in one transaction: all or none."""
+        if not updates:
+            return
+        lines = []
+        for ref, new, old in updates:
+            _check_full_ref(ref)
+            lines.append(f"update {ref} {new} {old or '0' * len(new)}\n")
+        with self.lock:
+            done = self.try_run("update-ref", "-m", "plait", "--stdin", input="".join(lines))
+            if not done.ok:
+                moved = [ref for ref, _, old in updates if self.rev_parse(ref) != old]
+                kind = RefChanged if moved else GitError
+                raise kind.failed(done, f"{', '.join(moved)} moved while plait was working; run again"
+                                  if moved else "")
+
+    def delete_ref(self, ref: str, old: str | None = None) -> None:
+        """Delete `ref`; when `old` is given, only if it still points there. A missing ref is fine."""
+        _check_full_ref(ref)
+        with self.lock:
+            self.run("update-ref", "-m", "plait", "-d", ref, *([old] if old else []))
+
+
+def _check_full_ref(ref: str) -> None:
+    # A short name here would create `.git/main`, next to (not instead of) the branch.
+    if not ref.startswith("refs/"):
+        raise ValueError(f"expected a full ref name (refs/...), got {ref!r}")

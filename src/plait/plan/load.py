@@ -1,0 +1,246 @@
+"""Read a plan file (YAML, or spectacular's markdown) into a validated `Plan`, keeping where every
+value came from so that each problem is reported as `file:line:col: what — how to fix it`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from plait.errors import Location
+from plait.plan.markdown import parse_markdown
+from plait.plan.model import Plan
+from plait.plan.validate import Diagnostic, PlanError, error, kind, schema_diagnostic, validate
+
+Keys = tuple[str | int, ...]
+Positions = dict[Keys, tuple[int, int]]
+
+__all__ = ["Diagnostic", "LoadedPlan", "PlanError", "load_plan"]
+
+
+@dataclass(frozen=True)
+class LoadedPlan:
+    plan: Plan
+    path: Path
+    warnings: tuple[Diagnostic, ...] = ()
+    positions: Mapping[Keys, tuple[int, int]] = field(default_factory=dict, repr=False, compare=False)
+
+    def locate(self, *keys: str | int) -> Location:
+        """Where `keys` (e.g. "tasks", 3, "files", 0) is in the file, or its nearest enclosing node."""
+        return locate_in(str(self.path), self.positions, keys)
+
+
+def locate_in(source: str, positions: Mapping[Keys, tuple[int, int]], keys: Keys) -> Location:
+    path = tuple(keys)
+    while path and path not in positions:
+        path = path[:-1]
+    line, column = positions.get(path, (1, 1))
+    return Location(source, line, column)
+
+
+def load_plan(path: str | Path) -> LoadedPlan:
+    """Parse, type-check and validate a plan. Raises PlanError listing every error found."""
+    path = Path(path)
+    source = str(path)
+    text = _read(path, source)
+    if path.suffix.lower() in (".md", ".markdown"):
+        md = parse_markdown(text, source)
+        data: Any = md.data
+        positions: Positions = md.positions
+        early: list[Diagnostic] = list(md.warnings)
+    else:
+        data, positions, early = _parse_yaml(text, source)
+    plan = _to_model(data, positions, source, [d for d in early if d.severity == "error"])
+    found = [*early, *validate(plan, lambda *keys: locate_in(source, positions, keys))]
+    errors = [d for d in found if d.severity == "error"]
+    if errors:
+        raise PlanError(_ordered(errors))
+    return LoadedPlan(plan, path, tuple(d for d in found if d.severity == "warning"), positions)
+
+
+def _ordered(found: list[Diagnostic]) -> list[Diagnostic]:
+    unique = list(dict.fromkeys(found))
+    return sorted(unique, key=lambda d: (d.location.line, d.location.column))
+
+
+def _read(path: Path, source: str) -> str:
+    where = Location(source)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise PlanError([error("no such file", "check the path: a plan is a YAML file (plan.yaml) or a "
+                                               "spectacular plan.md", where)]) from None
+    except IsADirectoryError:
+        inside = [p.name for p in (path / "plan.yaml", path / "plan.yml", path / "plan.md") if p.is_file()]
+        fix = f"give the plan file inside it: {path / inside[0]}" if inside else "give the path of a plan file"
+        raise PlanError([error("is a directory, not a plan file", fix, where)]) from None
+    except PermissionError:
+        raise PlanError([error("cannot be read: permission denied", "check the file's permissions",
+                               where)]) from None
+    except OSError as exc:
+        raise PlanError([error(f"cannot be read: {exc.strerror or exc}", "check the path and the file",
+                               where)]) from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        before = raw[: exc.start]
+        line = before.count(b"\n") + 1
+        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        raise PlanError([error(f"is not UTF-8 text (byte 0x{raw[exc.start]:02x})",
+                               "save the file as UTF-8", Location(source, line, column))]) from None
+
+
+def _parse_yaml(text: str, source: str) -> tuple[Any, Positions, list[Diagnostic]]:
+    root: yaml.Node | None = None
+    try:
+        loader = yaml.SafeLoader(text)  # checks for unprintable characters at once
+        root = loader.get_single_node()
+        if root is None:
+            raise PlanError([error("the plan is empty", "start it with `plait: 1`, `name:` and a `tasks:` list "
+                                                        "(see examples/)", Location(source, 1, 1))])
+        positions: Positions = {}
+        duplicates = _walk(root, (), positions, source)
+        data = loader.construct_document(root)
+        loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        raise PlanError([_yaml_error(exc, source)]) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise PlanError([error(f"invalid character {chr(exc.character)!r} (U+{exc.character:04X}) in YAML"
+                               if isinstance(exc.character, int) else "invalid character in YAML",
+                               "remove it: a plan is plain UTF-8 text", Location(source, line, column))]) from None
+    except yaml.YAMLError as exc:
+        raise PlanError([error(f"invalid YAML: {exc}", "fix the YAML syntax", Location(source, 1, 1))]) from None
+    except RecursionError:
+        raise PlanError([error("the YAML is nested too deeply", "flatten the structure",
+                               Location(source, 1, 1))]) from None
+    except (ValueError, TypeError, OverflowError) as exc:  # PyYAML lets e.g. `2024-02-30` escape as ValueError
+        raise PlanError([error(f"a value cannot be read: {exc}", "quote values YAML may misread (dates, "
+                                                                 "numbers) so they stay text",
+                               _bad_scalar(root, source))]) from None
+    if data is None:
+        raise PlanError([error("the plan is empty", "start it with `plait: 1`, `name:` and a `tasks:` list "
+                                                    "(see examples/)", locate_in(source, positions, ()))])
+    if not isinstance(data, dict):
+        raise PlanError([error(f"the top level of a plan must be a mapping of keys, not {kind(data)}",
+                               "start the file with `plait: 1`, `name: ...` and `tasks:` lines",
+                               locate_in(source, positions, ()))])
+    return data, positions, duplicates
+
+
+def _walk(node: yaml.Node, keys: Keys, positions: Positions, source: str) -> list[Diagnostic]:
+    """Record where every key and item starts; report duplicate keys (YAML silently keeps the last)."""
+    found: list[Diagnostic] = []
+    stack: list[tuple[yaml.Node, Keys]] = [(node, keys)]
+    seen: set[int] = set()  # aliases share nodes: visit each once
+    while stack:
+        current, path = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        positions.setdefault(path, (current.start_mark.line + 1, current.start_mark.column + 1))
+        if isinstance(current, yaml.MappingNode):
+            names: set[str] = set()
+            for key_node, value_node in current.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.value == "<<":
+                    continue
+                name = key_node.value
+                child = (*path, name)
+                mark = key_node.start_mark
+                if name in names:
+                    found.append(error(f"duplicate key '{name}'", "remove one of them: YAML keeps only the last",
+                                       Location(source, mark.line + 1, mark.column + 1)))
+                    continue
+                names.add(name)
+                positions[child] = (mark.line + 1, mark.column + 1)
+                stack.append((value_node, child))
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend((item, (*path, i)) for i, item in enumerate(current.value))
+    return found
+
+
+def _scalars(node: yaml.Node) -> Iterator[yaml.ScalarNode]:
+    stack, seen = [node], set()
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, yaml.ScalarNode):
+            yield current
+        elif isinstance(current, yaml.MappingNode):
+            stack.extend(n for pair in reversed(current.value) for n in reversed(pair))
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend(reversed(current.value))
+
+
+def _bad_scalar(root: yaml.Node | None, source: str) -> Location:
+    """The first scalar PyYAML cannot construct (only searched for when construction failed)."""
+    if root is not None:
+        probe = yaml.SafeLoader("")
+        for node in _scalars(root):
+            try:
+                probe.construct_object(node)
+            except Exception:  # noqa: BLE001 - any failure here marks the culprit
+                return Location(source, node.start_mark.line + 1, node.start_mark.column + 1)
+    return Location(source, 1, 1)
+
+
+_YAML_HINTS = (
+    ("found character '\\t'", "YAML does not allow tabs: indent with spaces"),
+    ("mapping values are not allowed", "quote a value that contains ': ', e.g. title: \"Fix: login\""),
+    ("could not find expected ':'", "each line of a mapping is `key: value`; check this line and the one "
+                                    "above for a missing colon or an unclosed quote"),
+    ("expected <block end>", "check the indentation: items of one list or mapping start in the same column"),
+    ("found unexpected end of stream", "close the quote or bracket opened here"),
+    ("flow", "close the `[` or `{` opened here, or quote the value"),
+    ("expected a single document", "keep one plan per file (remove the extra `---`)"),
+    ("found undefined alias", "define the anchor (`&name`) before using `*name`"),
+    ("could not determine a constructor", "remove the `!tag`: plans use plain YAML values"),
+)
+
+
+def _yaml_error(exc: yaml.MarkedYAMLError, source: str) -> Diagnostic:
+    problem = (exc.problem or exc.context or "invalid YAML").strip()
+    context = f" ({exc.context})" if exc.context and exc.problem else ""
+    mark = exc.problem_mark or exc.context_mark
+    if exc.context_mark and ("end of stream" in problem or "<stream end>" in problem):
+        mark = exc.context_mark or mark  # the file ended inside something: point at where it opened
+        context = f" ({exc.context} started here)" if exc.context else ""
+    where = Location(source, mark.line + 1, mark.column + 1) if mark else Location(source, 1, 1)
+    full = f"{problem}{context}"
+    fix = next((hint for key, hint in _YAML_HINTS if key in full),
+               "fix the YAML syntax here (check indentation, colons and quotes)")
+    return error(f"invalid YAML: {full}", fix, where)
+
+
+def _to_model(data: dict[str, Any], positions: Positions, source: str, earlier: list[Diagnostic]) -> Plan:
+    """Type-check the data; every schema error becomes a located, plain-English diagnostic."""
+    found = list(earlier)
+    version = data.get("plait")
+    if "plait" not in data:
+        found.append(error("missing the plan format version", "add `plait: 1` as the first line",
+                           locate_in(source, positions, ())))
+    elif version != 1 or isinstance(version, bool):
+        found.append(error(f"unsupported plan format version {version!r}", "this plait reads format 1: add "
+                                                                           "`plait: 1`",
+                           locate_in(source, positions, ("plait",))))
+    try:
+        plan = Plan.model_validate({**data, "plait": 1})
+    except ValidationError as exc:
+        for err in exc.errors():
+            message, fix = schema_diagnostic(err)
+            found.append(error(message, fix, locate_in(source, positions, tuple(err["loc"]))))
+        raise PlanError(_ordered(found)) from None
+    except (OverflowError, RecursionError) as exc:  # e.g. a 400-digit estimate: not a ValueError
+        found.append(error(f"a value is out of range: {exc}", "use a smaller number",
+                           locate_in(source, positions, ())))
+        raise PlanError(_ordered(found)) from None
+    if found:
+        raise PlanError(_ordered(found))
+    return plan

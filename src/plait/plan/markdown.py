@@ -1,0 +1,384 @@
+"""spectacular's `plan.md`, in both of its dialects, as plan data for `load.py` to type-check.
+
+One line-based parser reads the union of the two dialects:
+plugin — YAML front matter (`feature:`), `## Phase 1: Name` + `**Strategy**: parallel`, `### Task 1.1: Name`,
+`**Files**:` + a `- path` list, `**Complexity**: M (3h)`, `**Dependencies**: Task 1.1`, `**Acceptance
+Criteria**:` + `- [ ] item`; MCP server — `Run ID:`, `## Phase 1: Name (Parallel)`, `### Task 1-1: Name (M - 1h)`,
+`**Files:** \\`a\\`, \\`b\\`` or `- Files: ...`, `**Dependencies:** 1-1 | None`.
+
+Dependencies: a task's explicit ones win. Otherwise, in a sequential phase a task needs the task before it;
+the first task of a phase, and every task of a parallel phase, needs all earlier work — named by the earlier
+tasks nothing else builds on (without explicit dependencies: the previous phase's last tasks), so spectacular's
+phase order holds. `None` means "nothing beyond the phase order".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from plait.errors import Location
+from plait.plan.model import ID_PATTERN, parse_duration
+from plait.plan.validate import Diagnostic, PlanError, did_you_mean, error, warning
+
+Keys = tuple[str | int, ...]
+Ref = tuple[str, int, int]  # text, line, column
+
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+_PHASE = re.compile(r"^Phase\s+(?P<num>[^\s:]+)\s*(?::|\s|$)(?P<name>.*)$", re.I)
+_STRATEGY_SUFFIX = re.compile(r"\s*[(\[]\s*(?P<s>parallel|sequential)\b[^)\]]*[)\]]\s*$", re.I)
+_TASK = re.compile(r"^Task\s+(?P<id>[^\s:]+?)\s*(?:[:—–]\s*|\s-\s*|\s+|$)(?P<title>.*)$", re.I)
+_COMPLEXITY_SUFFIX = re.compile(r"\s*\((?P<c>(?:XL|S|M|L)\b[^)]*)\)\s*$")
+_BOLD_FIELD = re.compile(r"^\s*(?:[-*+]\s+)?\*\*(?P<label>[^*:]+?)\s*(?::\s*\*\*|\*\*\s*:)\s*(?P<rest>.*)$")
+_PLAIN_FIELD = re.compile(r"^\s*(?:[-*+]\s+)?(?P<label>files|dependencies|depends on|complexity|verify|"
+                          r"acceptance criteria|strategy)\s*:\s*(?P<rest>.*)$", re.I)
+_ITEM = re.compile(r"^(?P<indent>\s*)[-*+]\s+(?:\[(?P<box>[ xX])\]\s*)?(?P<text>.*)$")
+_LABELS = {"files": "files", "file": "files", "files to modify": "files", "files to create": "files",
+           "dependencies": "deps", "dependency": "deps", "depends on": "deps", "requires": "deps",
+           "complexity": "complexity", "size": "complexity", "estimate": "estimate", "estimated time": "estimate",
+           "acceptance criteria": "acceptance", "acceptance": "acceptance", "verify": "verify",
+           "verification": "verify", "description": "description", "strategy": "strategy"}
+_SIZES = {"s": "S", "small": "S", "m": "M", "medium": "M", "l": "L", "large": "L", "xl": "XL"}
+_NONE = re.compile(r"^\s*(none|n/?a|-|—|no dependencies|)\s*\.?\s*$", re.I)
+
+
+@dataclass(frozen=True)
+class MarkdownPlan:
+    data: dict[str, Any]
+    positions: dict[Keys, tuple[int, int]]
+    warnings: list[Diagnostic]
+
+
+@dataclass
+class _Task:  # filled in line by line while parsing, hence mutable
+    id: str
+    title: str
+    line: int
+    size: str | None = None
+    estimate: str | None = None
+    size_at: tuple[int, int] | None = None
+    files: list[Ref] = field(default_factory=list)
+    files_at: tuple[int, int] | None = None
+    deps: list[Ref] = field(default_factory=list)
+    deps_at: tuple[int, int] | None = None
+    acceptance: list[Ref] = field(default_factory=list)
+    verify: Ref | None = None
+    body: list[str] = field(default_factory=list)
+    needs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Phase:
+    label: str
+    line: int
+    strategy: str | None
+    tasks: list[_Task] = field(default_factory=list)
+
+
+def parse_markdown(text: str, source: str) -> MarkdownPlan:
+    """Parse a spectacular plan.md; raises PlanError (with line numbers) when it cannot be read."""
+    return _Parser(source).parse(text)
+
+
+class _Parser:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.errors: list[Diagnostic] = []
+        self.warnings: list[Diagnostic] = []
+        self.front: dict[str, Any] = {}
+        self.title: tuple[str, int] | None = None
+        self.phases: list[_Phase] = []
+        self.phase: _Phase | None = None
+        self.task: _Task | None = None
+        self.target: str | None = None  # which field a following `- item` list belongs to
+        self.orphan = False  # task fields seen in this section without a task heading
+
+    def at(self, line: int, column: int = 1) -> Location:
+        return Location(self.source, line, column)
+
+    def parse(self, text: str) -> MarkdownPlan:
+        lines = text.splitlines()
+        start = self._front_matter(lines)
+        fence = False
+        for n, line in enumerate(lines[start:], start + 1):
+            if fence or _FENCE.match(line):
+                fence = fence != bool(_FENCE.match(line))
+                if self.task:
+                    self.task.body.append(line)
+                continue
+            heading = _HEADING.match(line)
+            if heading and not (self.task and len(heading.group(1)) > 3):
+                self._heading(len(heading.group(1)), heading.group(2), n)
+            elif self.task:
+                self._task_line(self.task, line, n)
+            elif self.phase and (found := _field(line)):
+                self._phase_line(self.phase, found[0], found[1], n)
+        return self._build()
+
+    def _front_matter(self, lines: list[str]) -> int:
+        if not lines or lines[0].strip() != "---":
+            return 0
+        end = next((i for i in range(1, len(lines)) if lines[i].strip() in ("---", "...")), None)
+        if end is None:
+            raise PlanError([error("the front matter opened by `---` is never closed",
+                                   "end it with a `---` line", self.at(1))])
+        try:
+            front = yaml.safe_load("\n".join(lines[1:end]))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line + 2 if mark else 1
+            raise PlanError([error("invalid YAML in the front matter", "fix the `key: value` lines between "
+                                   "the `---` lines", self.at(line))]) from None
+        self.front = front if isinstance(front, dict) else {}
+        return end + 1
+
+    def _heading(self, level: int, text: str, n: int) -> None:
+        self.task, self.target, self.orphan = None, None, False
+        if level == 1:
+            self.title = self.title or (text, n)
+        elif level == 2:
+            match = _PHASE.match(text)
+            self.phase = None
+            if match:
+                name = match.group("name")
+                suffix = _STRATEGY_SUFFIX.search(name)
+                strategy = suffix.group("s").lower() if suffix else None
+                self.phase = _Phase(f"Phase {match.group('num')}", n, strategy)
+                self.phases.append(self.phase)
+        elif level == 3:
+            match = _TASK.match(text)
+            if match and re.fullmatch(ID_PATTERN, match.group("id").rstrip(".")):
+                self._new_task(match.group("id").rstrip("."), match.group("title"), n)
+            elif re.match(r"task\b", text, re.I):
+                self.errors.append(error(f"task heading '### {text}' has no id",
+                                         "write it as `### Task 1.1: Name` (ids: letters, digits, '.', '-')",
+                                         self.at(n)))
+
+    def _new_task(self, task_id: str, title: str, n: int) -> None:
+        if self.phase is None:
+            self.errors.append(error(f"task {task_id} is not inside a phase",
+                                     "put it under a `## Phase 1: Name` heading", self.at(n)))
+            return
+        task = _Task(task_id, title, n)
+        if suffix := _COMPLEXITY_SUFFIX.search(title):
+            task.title = title[: suffix.start()].strip()
+            self._complexity(task, suffix.group("c"), n, suffix.start("c") + 1)
+        self.phase.tasks.append(task)
+        self.task = task
+
+    def _task_line(self, task: _Task, line: str, n: int) -> None:
+        if not line.strip():
+            task.body.append("")
+            return
+        if found := _field(line):
+            label, rest, column = found
+            self._field(task, label, rest, n, column, line)
+            return
+        item = _ITEM.match(line)
+        if item and (item.group("box") is not None or self.target):
+            text, column = item.group("text").strip(), item.start("text") + 1
+            if item.group("box") is not None or self.target == "acceptance":
+                task.acceptance.append((text, n, column))
+            elif self.target == "files":
+                task.files += _paths(text, n, column, first_only=True)
+            elif self.target == "deps":
+                task.deps += _refs(text, n, column)
+            return
+        self.target = None
+        task.body.append(line)
+
+    def _field(self, task: _Task, label: str, rest: str, n: int, column: int, line: str) -> None:
+        self.target = None
+        if label == "files":
+            task.files_at = (n, 1)
+            task.files += _paths(rest, n, column, first_only=False)
+            self.target = None if rest else "files"
+        elif label == "deps":
+            task.deps_at = (n, 1)
+            task.deps += [] if _NONE.match(rest) else _refs(rest, n, column)
+            self.target = None if rest else "deps"
+        elif label in ("complexity", "estimate"):
+            self._complexity(task, rest, n, column, only_estimate=label == "estimate")
+        elif label == "acceptance":
+            task.acceptance += [(rest, n, column)] if rest else []
+            self.target = "acceptance"
+        elif label == "verify" and rest:
+            task.verify = (rest.strip().strip("`"), n, column)
+        elif label == "strategy" and self.phase:
+            self.phase.strategy = self._strategy(rest, n)
+        elif label == "description":
+            task.body.append(rest)
+        else:
+            task.body.append(line)
+
+    def _phase_line(self, phase: _Phase, label: str, rest: str, n: int) -> None:
+        if label == "strategy":
+            phase.strategy = self._strategy(rest, n)
+        elif label in ("files", "complexity", "acceptance") and not self.orphan:
+            self.orphan = True  # once per section: the heading above is the problem
+            self.errors.append(error(f"`{label}` given outside any task", "start the task with a "
+                                     "`### Task 1.1: Name` heading", self.at(n)))
+
+    def _strategy(self, text: str, n: int) -> str | None:
+        word = text.strip().strip("*`").lower()
+        for value in ("parallel", "sequential"):
+            if word.startswith(value):
+                return value
+        self.errors.append(error(f"unknown strategy '{text.strip()}'", "write `**Strategy**: parallel` or "
+                                 "`**Strategy**: sequential`", self.at(n)))
+        return None
+
+    def _complexity(self, task: _Task, text: str, n: int, column: int, only_estimate: bool = False) -> None:
+        text = text.strip().strip("*`")
+        match = re.match(r"^(?P<size>XL|extra large|small|medium|large|S|M|L)\b\s*[-–—(,:/]?\s*(?P<est>[^)]*)",
+                         text, re.I)
+        if only_estimate or (not match and _estimate(text)):
+            size, est = None, text
+        elif match:
+            size, est = _SIZES[match.group("size").lower().replace("extra large", "xl")], match.group("est")
+        else:
+            self.errors.append(error(f"task {task.id}: cannot read the complexity '{text}'",
+                                     "write S, M or L, optionally with an estimate, e.g. `M (2h)`", self.at(n, column)))
+            return
+        estimate = _estimate(est) if est.strip() else None
+        if est.strip() and estimate is None:
+            self.errors.append(error(f"task {task.id}: cannot read the estimate '{est.strip()}'",
+                                     "write it like 30m, 1.5h or 2h30m", self.at(n, column)))
+        task.size = size or task.size
+        task.estimate = estimate or task.estimate
+        task.size_at = (n, column)
+
+    def _build(self) -> MarkdownPlan:
+        tasks = [t for p in self.phases for t in p.tasks]
+        if not tasks and not self.errors:
+            self.errors.append(error("no tasks found in this markdown plan", "write tasks as `### Task 1.1: Name` "
+                                     "under `## Phase 1: Name` headings", self.at(1)))
+        for phase in self.phases:
+            if not phase.tasks:
+                self.errors.append(error(f"{phase.label} has no tasks", "add `### Task` sections to it or remove "
+                                         "the phase", self.at(phase.line)))
+            elif phase.strategy is None:
+                phase.strategy = "sequential"
+                self.warnings.append(warning(f"{phase.label} does not say whether its tasks run in parallel; "
+                                             "treating it as sequential", "add `**Strategy**: parallel` (or "
+                                             "sequential) to the phase", self.at(phase.line)))
+        self._resolve(tasks)
+        if self.errors:
+            raise PlanError(sorted(self.errors, key=lambda d: (d.location.line, d.location.column)))
+        return self._data(tasks)
+
+    def _resolve(self, tasks: list[_Task]) -> None:
+        ids = {_norm(t.id): t.id for t in reversed(tasks)}
+        phases = {_norm(p.label.split()[1]): p for p in self.phases}
+        for task in tasks:
+            for ref, n, column in task.deps:
+                phase_ref = re.fullmatch(r"phase\s+(\S+)", ref, re.I)
+                if phase_ref and _norm(phase_ref.group(1)) in phases:
+                    task.needs += [t.id for t in phases[_norm(phase_ref.group(1))].tasks]
+                elif _norm(ref) in ids:
+                    task.needs.append(ids[_norm(ref)])
+                else:
+                    others = [t.id for t in tasks if t is not task]
+                    self.errors.append(error(f"task {task.id} depends on '{ref}', which is not a task in this plan",
+                                             did_you_mean(ref, others, "refer to tasks by their id, e.g. `Task 1.1`"),
+                                             self.at(n, column)))
+        earlier: list[_Task] = []
+        for phase in self.phases:
+            # What a phase waits for: all earlier work, named by the tasks nothing earlier builds on.
+            built_on = {d for t in earlier for d in t.needs}
+            sinks = [t.id for t in earlier if t.id not in built_on]
+            for pos, task in enumerate(phase.tasks):
+                if not task.deps:
+                    chained = phase.strategy == "sequential" and pos > 0
+                    task.needs = [phase.tasks[pos - 1].id] if chained else list(sinks)
+            earlier += phase.tasks
+
+    def _data(self, tasks: list[_Task]) -> MarkdownPlan:
+        positions: dict[Keys, tuple[int, int]] = {(): (1, 1)}
+        title = self.title[0] if self.title else ""
+        name = re.sub(r"^(implementation\s+plan|plan|feature)\s*[:\-–—]\s*", "", title, flags=re.I).strip()
+        name = name or str(self.front.get("feature") or self.front.get("title") or Path(self.source).stem)
+        if self.title:
+            positions[("name",)] = (self.title[1], 1)
+        out: list[dict[str, Any]] = []
+        for i, t in enumerate(tasks):
+            body = re.sub(r"\n{3,}", "\n\n", "\n".join(t.body)).strip()
+            item: dict[str, Any] = {"id": t.id, "title": t.title, "prompt": body or t.title, "needs": t.needs,
+                                    "files": [f for f, _, _ in t.files], "acceptance": [a for a, _, _ in t.acceptance]}
+            for key in ("", "id", "title", "prompt", "needs"):
+                positions[("tasks", i, key) if key else ("tasks", i)] = (t.line, 1)
+            if t.size:
+                item["size"] = t.size
+            if t.estimate:
+                item["estimate"] = t.estimate
+            if t.verify:
+                item["verify"] = t.verify[0]
+                positions[("tasks", i, "verify")] = t.verify[1:]
+            for key, at in (("size", t.size_at), ("estimate", t.size_at), ("files", t.files_at), ("needs", t.deps_at)):
+                if at:
+                    positions[("tasks", i, key)] = at
+            refs_by_key = [("files", t.files), ("acceptance", t.acceptance)]
+            for key, refs in refs_by_key + ([("needs", t.deps)] if len(t.deps) == len(t.needs) else []):
+                for j, (_, n, column) in enumerate(refs):
+                    positions[("tasks", i, key, j)] = (n, column)
+            out.append(item)
+        data: dict[str, Any] = {"plait": 1, "name": name, "tasks": out}
+        if isinstance(self.front.get("verify"), str):  # plait's extension: a default verify command
+            data["defaults"] = {"verify": self.front["verify"]}
+        return MarkdownPlan(data, positions, self.warnings)
+
+
+def _field(line: str) -> tuple[str, str, int] | None:
+    """A `**Label**: rest` (or known plain `Label: rest`) line as (normalised label, rest, rest's column)."""
+    match = _BOLD_FIELD.match(line) or _PLAIN_FIELD.match(line)
+    if not match:
+        return None
+    label = re.sub(r"\s+", " ", match.group("label").strip().lower())
+    return _LABELS.get(label, "other"), match.group("rest").strip(), match.start("rest") + 1
+
+
+def _paths(text: str, n: int, column: int, first_only: bool) -> list[Ref]:
+    """Paths from `\\`a\\`, \\`b\\`` or `a, b` (a list item: its first path only; the rest is a comment)."""
+    quoted = list(re.finditer(r"`([^`]+)`", text))
+    if quoted:
+        found = [(m.group(1).strip(), n, column + m.start(1)) for m in quoted]
+    else:
+        found = []
+        for m in re.finditer(r"[^,\s][^,]*", text):
+            word = m.group(0).split()[0]
+            found.append((word, n, column + m.start()))
+    return found[:1] if first_only else found
+
+
+def _refs(text: str, n: int, column: int) -> list[Ref]:
+    """Task references from `Task 1.1, Task 1.2`, `1-1 and 1-2`, `Phase 1`; parenthesised notes ignored."""
+    text = re.sub(r"\([^)]*\)", lambda m: " " * len(m.group(0)), text.replace("*", " ").replace("`", " "))
+    found: list[Ref] = []
+    for m in re.finditer(r"phase\s+[A-Za-z0-9][\w.-]*|[A-Za-z0-9][\w.-]*", text, re.I):
+        word = m.group(0).rstrip(".")
+        if word.lower() not in ("task", "tasks", "and", "or", "none"):
+            found.append((word, n, column + m.start()))
+    return found
+
+
+def _norm(ref: str) -> str:
+    """`Task 1-1`, `1_1` and `1.1` name the same task."""
+    return re.sub(r"[._-]", ".", ref.strip().lower())
+
+
+def _estimate(text: str) -> str | None:
+    """`3h`, `0.5h`, `1.5 hours`, `30 min`, `2-3h` (the upper end) -> a duration plait reads, or None."""
+    t = text.strip().lower().lstrip("~≈").strip()
+    t = re.sub(r"\s*(hours?|hrs?)\b", "h", t)
+    t = re.sub(r"\s*(minutes?|mins?)\b", "m", t).replace(" ", "")
+    t = re.sub(r"^\d+(?:\.\d+)?[-–](\d+(?:\.\d+)?[hm])$", r"\1", t)
+    try:
+        parse_duration(t)
+    except ValueError:
+        return None
+    return t

@@ -1,0 +1,32 @@
+"""Test support that ships with plait: a scripted model server for real agent CLIs.
+
+Users' own tests can use it too: start a `ModelServer`, give each agent its own API key with a
+`Scenario` of steps, point the CLI at `server.url`, and assert on the files and `server.requests`.
+"""
+
+from __future__ import annotations
+
+from plait.testing.bins import agent_bin, agent_cache_dir
+from plait.testing.scenario import (
+    Edit,
+    Fail,
+    Hang,
+    Run,
+    Scenario,
+    Step,
+    Text,
+    Write,
+    edit,
+    fail,
+    hang,
+    run,
+    scenario_from_script,
+    text,
+    write,
+)
+from plait.testing.server import ModelServer, RecordedRequest
+
+__all__ = [
+    "Edit", "Fail", "Hang", "ModelServer", "RecordedRequest", "Run", "Scenario", "Step", "Text", "Write",
+    "agent_bin", "agent_cache_dir", "edit", "fail", "hang", "run", "scenario_from_script", "text", "write",
+]
