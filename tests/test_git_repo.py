@@ -38,6 +38,10 @@ def test_outside_a_repository_the_error_says_how_to_fix_it(tmp_path: Path) -> No
         Git.discover(tmp_path / "plain")
     assert "not inside a git repository" in info.value.message
     assert info.value.fix == "run plait inside a git repository (git init)"
+    git(tmp_path, "init", "-q", "--bare", "bare.git")
+    with pytest.raises(PlaitError) as info:
+        Git.discover(tmp_path / "bare.git")
+    assert "has no working tree" in info.value.message
 
 
 def test_missing_git_is_a_user_error(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -162,7 +162,7 @@ def test_unknown_key_without_a_close_match_lists_the_allowed_keys(tmp_path: Path
     ("old", "new", "message", "fix"),
     [
         ("    title: Build the UI", "    title: [a, b]", "tasks[1].title: expected text, got a list",
-         "see `plait schema`"),
+         "quoted if it starts with `[`"),
         ("    title: Build the UI", "    title:", "tasks[1].title: expected text, got nothing", "give `title` a value"),
         ("    files: [src/api.py]", "    files: src/api.py", "tasks[0].files: expected a list, got text 'src/api.py'",
          "write a list: `[src/api.py]`"),
@@ -170,7 +170,7 @@ def test_unknown_key_without_a_close_match_lists_the_allowed_keys(tmp_path: Path
         ("    needs: [api]", "    needs: [7]", "tasks[1].needs[0]: expected text, got a number 7", '"7"'),
         ("defaults:\n  verify: make test", "defaults: make test", "defaults: expected a mapping", "indented"),
         ("    files: [src/api.py]", "    files: [src/api.py]\n    gate: maybe", "tasks[0].gate: expected true or false",
-         "see `plait schema`"),
+         "write true or false"),
     ],
 )
 def test_wrong_types(tmp_path: Path, old: str, new: str, message: str, fix: str) -> None:

@@ -38,9 +38,9 @@ def test_plugin_dialect() -> None:
     plan = loaded.plan
     assert plan.name == "Search Index"
     # Phase 1 sequential: chained. Phase 2 parallel: each needs phase 1, except 2.2's explicit dependency.
-    # Phase 3 sequential: the first needs all earlier work (2.1 and 2.2 end it), the second the first.
+    # Phase 3 sequential: the first needs all earlier work (2.1 and 2.2 end it); 3.2 lists its own.
     assert needs(loaded) == {"1.1": [], "1.2": ["1.1"], "2.1": ["1.2"], "2.2": ["1.1"], "3.1": ["2.1", "2.2"],
-                             "3.2": ["3.1"]}
+                             "3.2": ["3.1", "2.2"]}
     first, second = plan.tasks[0], plan.tasks[1]
     assert (first.title, first.size.value, first.estimate) == ("Schema", "S", 3600.0)
     assert first.files == ["db/search.sql"]
@@ -179,7 +179,7 @@ def test_front_matter_gives_name_and_default_verify(tmp_path: Path) -> None:
         ("## Phase 1: A (Parallel)\n### Task 1.1: a (M - soonish)\n", 2, "task 1.1: cannot read the estimate 'soonish'",
          "1.5h"),
         ("---\nfeature: x\n## Phase 1\n", 1, "the front matter opened by `---` is never closed", "`---`"),
-        ("---\nfeature: [x\n---\n## Phase 1\n", 3, "invalid YAML in the front matter", "`---`"),
+        ("---\nfeature: [x\n---\n## Phase 1\n", 2, "invalid YAML in the front matter", "`---`"),
         ("## Phase 1: A\n**Strategy**: whenever\n### Task 1.1: a\n", 2, "unknown strategy 'whenever'", "parallel"),
         ("## Phase 1: A (Parallel)\n### Setup database\n**Files**: a.py\n", 3, "`files` given outside any task",
          "### Task 1.1: Name"),

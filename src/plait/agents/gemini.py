@@ -19,6 +19,9 @@ from plait.agents.base import AgentRequest, AgentResult, ErrorKind, Permission, 
 _APPROVAL = {Permission.READ_ONLY: "plan", Permission.EDIT: "auto_edit", Permission.FULL: "yolo"}
 _FILE_TOOLS = {"write_file", "replace", "edit"}
 _EXIT_KINDS = {41: ErrorKind.AUTH, 53: ErrorKind.MAX_TURNS}
+# auto_edit approves file edits only; plait's edit level also runs commands in the worktree.
+_SHELL_POLICY = '[[rule]]\ntoolName = "run_shell_command"\ndecision = "allow"\npriority = 100\n'
+
 
 
 def settings(request: AgentRequest) -> dict[str, Any]:
@@ -26,9 +29,6 @@ def settings(request: AgentRequest) -> dict[str, Any]:
     data: dict[str, Any] = {"security": {"auth": {"selectedType": "gemini-api-key"}},
                             "privacy": {"usageStatisticsEnabled": False},
                             "general": {"disableAutoUpdate": True, "disableUpdateNag": True}}
-    if request.profile.permission is Permission.EDIT:
-        # auto_edit approves file edits only; the edit level also runs commands in the worktree.
-        data["tools"] = {"allowed": ["run_shell_command"]}
     if request.profile.max_turns:
         data["model"] = {"maxSessionTurns": request.profile.max_turns}
     return data
@@ -54,6 +54,12 @@ class GeminiAgent:
             home = cli.private_home(request, "gemini")
             (home / ".gemini").mkdir(exist_ok=True)
             (home / ".gemini" / "settings.json").write_text(json.dumps(settings(request), indent=2))
+            policy = home / ".gemini" / "policies" / "plait.toml"
+            if request.profile.permission is Permission.EDIT:
+                policy.parent.mkdir(exist_ok=True)
+                policy.write_text(_SHELL_POLICY)
+            else:
+                policy.unlink(missing_ok=True)
             env["GEMINI_CLI_HOME"] = str(home)
         return env
 

@@ -120,7 +120,8 @@ class Git:
                 raise PlaitError(f"{path} is not inside a git repository",
                                  "run plait inside a git repository (git init)")
             if "work tree" in done.stderr:
-                raise PlaitError(f"{path} is a bare repository", "run plait in a clone with a working tree")
+                raise PlaitError(f"{path} has no working tree (a bare repository, or inside .git)",
+                                 "run plait in a clone with a working tree")
             raise GitError.failed(done)
         root, common = done.stdout.splitlines()[:2]
         return cls(Path(root), Path(common), env)

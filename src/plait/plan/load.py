@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from plait.errors import Location
 from plait.plan.markdown import parse_markdown
 from plait.plan.model import Plan
-from plait.plan.validate import Diagnostic, PlanError, error, kind, schema_diagnostic, validate
+from plait.plan.validate import Diagnostic, PlanError, error, kind, schema_diagnostic, shown, validate
 
 Keys = tuple[str | int, ...]
 Positions = dict[Keys, tuple[int, int]]
@@ -186,7 +186,7 @@ def _bad_scalar(root: yaml.Node | None, source: str) -> Location:
         for node in _scalars(root):
             try:
                 probe.construct_object(node)
-            except Exception:  # noqa: BLE001 - any failure here marks the culprit
+            except Exception:  # any failure marks the culprit
                 return Location(source, node.start_mark.line + 1, node.start_mark.column + 1)
     return Location(source, 1, 1)
 
@@ -227,9 +227,8 @@ def _to_model(data: dict[str, Any], positions: Positions, source: str, earlier: 
         found.append(error("missing the plan format version", "add `plait: 1` as the first line",
                            locate_in(source, positions, ())))
     elif version != 1 or isinstance(version, bool):
-        found.append(error(f"unsupported plan format version {version!r}", "this plait reads format 1: add "
-                                                                           "`plait: 1`",
-                           locate_in(source, positions, ("plait",))))
+        found.append(error(f"unsupported plan format version {shown(version)}",
+                           "this plait reads format 1: add `plait: 1`", locate_in(source, positions, ("plait",))))
     try:
         plan = Plan.model_validate({**data, "plait": 1})
     except ValidationError as exc:
@@ -237,10 +236,21 @@ def _to_model(data: dict[str, Any], positions: Positions, source: str, earlier: 
             message, fix = schema_diagnostic(err)
             found.append(error(message, fix, locate_in(source, positions, tuple(err["loc"]))))
         raise PlanError(_ordered(found)) from None
-    except (OverflowError, RecursionError) as exc:  # e.g. a 400-digit estimate: not a ValueError
-        found.append(error(f"a value is out of range: {exc}", "use a smaller number",
-                           locate_in(source, positions, ())))
+    except OverflowError:  # a 400-digit duration overflows float(): pydantic does not catch that
+        found.append(error("a number is too large", "use a smaller number",
+                           locate_in(source, positions, _huge_number(data))))
         raise PlanError(_ordered(found)) from None
     if found:
         raise PlanError(_ordered(found))
     return plan
+
+
+def _huge_number(data: Any, keys: Keys = ()) -> Keys:
+    """Where the first integer too large for a float is."""
+    children = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in children:
+        if isinstance(value, int) and abs(value) > 10**300:
+            return (*keys, key)
+        if isinstance(value, dict | list) and (found := _huge_number(value, (*keys, key))):
+            return found
+    return ()

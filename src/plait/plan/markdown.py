@@ -1,15 +1,18 @@
 """spectacular's `plan.md`, in both of its dialects, as plan data for `load.py` to type-check.
 
 One line-based parser reads the union of the two dialects:
-plugin — YAML front matter (`feature:`), `## Phase 1: Name` + `**Strategy**: parallel`, `### Task 1.1: Name`,
-`**Files**:` + a `- path` list, `**Complexity**: M (3h)`, `**Dependencies**: Task 1.1`, `**Acceptance
-Criteria**:` + `- [ ] item`; MCP server — `Run ID:`, `## Phase 1: Name (Parallel)`, `### Task 1-1: Name (M - 1h)`,
-`**Files:** \\`a\\`, \\`b\\`` or `- Files: ...`, `**Dependencies:** 1-1 | None`.
+- plugin: YAML front matter (`feature:`), `## Phase 1: Name` then `**Strategy**: parallel`, `### Task 1.1: Name`,
+  `**Files**:` then a `- path` list, `**Complexity**: M (3h)`, `**Dependencies**: Task 1.1` or `None`,
+  `**Acceptance Criteria**:` then `- [ ] item` lines;
+- MCP server: `Run ID:`, `## Phase 1: Name (Parallel)`, `### Task 1-1: Name (M - 1h)`, `**Files:**` with an
+  inline list of backticked paths (or `- Files: ...` bullets), `**Dependencies:** 1-1, 1-2` or `None`.
+Other lines of a task become its prompt. plait extensions: `**Verify**: cmd` per task, `verify:` in the front
+matter (the default verify command).
 
 Dependencies: a task's explicit ones win. Otherwise, in a sequential phase a task needs the task before it;
-the first task of a phase, and every task of a parallel phase, needs all earlier work — named by the earlier
-tasks nothing else builds on (without explicit dependencies: the previous phase's last tasks), so spectacular's
-phase order holds. `None` means "nothing beyond the phase order".
+the first task of a phase, and every task of a parallel phase, needs all earlier work, named by the earlier
+tasks nothing else builds on (without explicit dependencies: the previous phase's last tasks), so
+spectacular's phase order holds. `None` means "nothing beyond the phase order".
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ class _Phase:
     line: int
     strategy: str | None
     tasks: list[_Task] = field(default_factory=list)
+    broken: bool = False  # a malformed task heading was reported: "no tasks" would only repeat it
 
 
 def parse_markdown(text: str, source: str) -> MarkdownPlan:
@@ -155,9 +159,14 @@ class _Parser:
             if match and re.fullmatch(ID_PATTERN, match.group("id").rstrip(".")):
                 self._new_task(match.group("id").rstrip("."), match.group("title"), n)
             elif re.match(r"task\b", text, re.I):
+                self._broken()
                 self.errors.append(error(f"task heading '### {text}' has no id",
                                          "write it as `### Task 1.1: Name` (ids: letters, digits, '.', '-')",
                                          self.at(n)))
+
+    def _broken(self) -> None:
+        if self.phase:
+            self.phase.broken = True
 
     def _new_task(self, task_id: str, title: str, n: int) -> None:
         if self.phase is None:
@@ -221,6 +230,7 @@ class _Parser:
             phase.strategy = self._strategy(rest, n)
         elif label in ("files", "complexity", "acceptance") and not self.orphan:
             self.orphan = True  # once per section: the heading above is the problem
+            self._broken()
             self.errors.append(error(f"`{label}` given outside any task", "start the task with a "
                                      "`### Task 1.1: Name` heading", self.at(n)))
 
@@ -259,10 +269,10 @@ class _Parser:
             self.errors.append(error("no tasks found in this markdown plan", "write tasks as `### Task 1.1: Name` "
                                      "under `## Phase 1: Name` headings", self.at(1)))
         for phase in self.phases:
-            if not phase.tasks:
+            if not phase.tasks and not phase.broken:
                 self.errors.append(error(f"{phase.label} has no tasks", "add `### Task` sections to it or remove "
                                          "the phase", self.at(phase.line)))
-            elif phase.strategy is None:
+            elif phase.tasks and phase.strategy is None:
                 phase.strategy = "sequential"
                 self.warnings.append(warning(f"{phase.label} does not say whether its tasks run in parallel; "
                                              "treating it as sequential", "add `**Strategy**: parallel` (or "
@@ -343,16 +353,16 @@ def _field(line: str) -> tuple[str, str, int] | None:
 
 
 def _paths(text: str, n: int, column: int, first_only: bool) -> list[Ref]:
-    """Paths from `\\`a\\`, \\`b\\`` or `a, b` (a list item: its first path only; the rest is a comment)."""
-    quoted = list(re.finditer(r"`([^`]+)`", text))
-    if quoted:
-        found = [(m.group(1).strip(), n, column + m.start(1)) for m in quoted]
-    else:
-        found = []
-        for m in re.finditer(r"[^,\s][^,]*", text):
-            word = m.group(0).split()[0]
-            found.append((word, n, column + m.start()))
-    return found[:1] if first_only else found
+    """Paths from "`a`, b" (backticks optional); from a list item only the first: the rest is a comment."""
+    found: list[Ref] = []
+    pieces = [(0, text)] if first_only else [(m.start(), m.group(0)) for m in re.finditer(r"[^,]+", text)]
+    for offset, piece in pieces:
+        quoted = re.search(r"`([^`]+)`", piece)
+        word = quoted or re.search(r"[^\s`]+", piece)
+        if word:
+            group = 1 if quoted else 0
+            found.append((word.group(group).strip(), n, column + offset + word.start(group)))
+    return found
 
 
 def _refs(text: str, n: int, column: int) -> list[Ref]:

@@ -88,15 +88,15 @@ def validate(plan: Plan, locate: Locate) -> list[Diagnostic]:
 def _text(plan: Plan, locate: Locate) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     if not plan.name.strip():
-        out.append(error("the plan's `name` is empty", "give the plan a short name, e.g. `name: user-auth`",
+        out.append(error("the plan's `name` is empty", "give it a short name, e.g. `name: user-auth`",
                          locate("name")))
     for i, t in enumerate(plan.tasks):
         if not t.title.strip():
-            out.append(error(f"task '{t.id}' has an empty title", "give it a short title saying what it builds",
-                             locate("tasks", i, "title")))
+            out.append(error(f"task '{t.id}' has an empty title", "give it a short title saying what it "
+                             "builds", locate("tasks", i, "title")))
         if not t.prompt.strip():
-            out.append(error(f"task '{t.id}' has an empty prompt",
-                             "write in `prompt:` what the agent should do", locate("tasks", i, "prompt")))
+            out.append(error(f"task '{t.id}' has an empty prompt", "write in `prompt:` what the agent "
+                             "should do", locate("tasks", i, "prompt")))
     return out
 
 
@@ -112,13 +112,13 @@ def _ids_and_needs(plan: Plan, locate: Locate) -> list[Diagnostic]:
             first_index[t.id] = i
     for i, t in enumerate(plan.tasks):
         for j, dep in enumerate(t.needs):
-            where = locate("tasks", i, "needs", j)
+            at = locate("tasks", i, "needs", j)
             if dep == t.id:
-                out.append(error(f"task '{t.id}' needs itself", f"remove '{dep}' from its `needs`", where))
+                out.append(error(f"task '{t.id}' needs itself", f"remove '{dep}' from its `needs`", at))
             elif dep not in first_index:
                 others = [x for x in ids if x != t.id]
                 out.append(error(f"task '{t.id}' needs '{dep}', which is not a task in this plan",
-                                 did_you_mean(dep, others, f"use one of: {_one_of(others)}"), where))
+                                 did_you_mean(dep, others, f"use one of: {_one_of(others)}"), at))
         for dep, count in Counter(t.needs).items():
             if count > 1:
                 out.append(warning(f"task '{t.id}' lists '{dep}' {count} times in `needs`",
@@ -138,8 +138,8 @@ def _cycles(plan: Plan, locate: Locate) -> list[Diagnostic]:
         if cycle is None:
             break
         first = cycle[0]
-        out.append(error(f"dependency cycle: {' -> '.join(cycle)}",
-                         f"remove one of these `needs` (e.g. '{cycle[1]}' from '{first}') so the tasks form a chain",
+        out.append(error(f"dependency cycle: {' -> '.join(cycle)}", "remove one of these `needs` (e.g. "
+                         f"'{cycle[1]}' from '{first}') so the tasks form a chain",
                          locate("tasks", index[first], "needs")))
         needs[first] = [d for d in needs[first] if d != cycle[1]]
     return out
@@ -151,7 +151,8 @@ def _sizes(plan: Plan, locate: Locate) -> list[Diagnostic]:
              "connected by `needs`")
     for i, t in enumerate(plan.tasks):
         if t.size is Size.XL:
-            out.append(error(f"task '{t.id}' is size XL, too big for one agent", split, locate("tasks", i, "size")))
+            out.append(error(f"task '{t.id}' is size XL, too big for one agent", split,
+                             locate("tasks", i, "size")))
         elif t.estimate is not None and t.estimate > MAX_TASK_SECONDS:
             out.append(error(f"task '{t.id}' is estimated at {format_duration(t.estimate)}, over the "
                              f"{format_duration(MAX_TASK_SECONDS)} limit for one agent", split,
@@ -176,8 +177,8 @@ def path_problem(path: str) -> tuple[str, str] | None:
     if "\\" in path:
         return "uses backslashes", f"use forward slashes: `{path.replace(chr(92), '/')}`"
     if path.startswith("/") or _DRIVE.match(path):
-        return ("is an absolute path",
-                f"write it relative to the repository root, e.g. `{path.lstrip('/').split(':', 1)[-1].lstrip('/')}`")
+        relative = _DRIVE.sub("", path).lstrip("/")
+        return "is an absolute path", f"write it relative to the repository root, e.g. `{relative}`"
     if ".." in path.split("/"):
         return "goes outside the repository (`..`)", "write it relative to the repository root, without `..`"
     return None
@@ -192,7 +193,8 @@ def _paths(plan: Plan, locate: Locate) -> list[Diagnostic]:
                                  locate("tasks", i, "files", j)))
     for i, c in enumerate(plan.contracts):
         if problem := path_problem(c.path):
-            out.append(error(f"contract path '{c.path}' {problem[0]}", problem[1], locate("contracts", i, "path")))
+            out.append(error(f"contract path '{c.path}' {problem[0]}", problem[1],
+                             locate("contracts", i, "path")))
     return out
 
 
@@ -222,15 +224,16 @@ def _risks(plan: Plan, locate: Locate) -> list[Diagnostic]:
     aggregate = len(plan.tasks) > 1 and len(unverified) == len(plan.tasks)
     if aggregate:  # one line, not one per task
         out.append(warning("no task has a verify command, so only the agents' word says the work is done",
-                           "set `defaults.verify: <test command>` or give tasks a `verify:`", locate("tasks")))
+                           "set `defaults.verify: <test command>` or give tasks a `verify:`",
+                           locate("tasks")))
     for i, t in enumerate(plan.tasks):
         where = locate("tasks", i)
         if t.id in unverified and not aggregate:
             out.append(warning(f"task '{t.id}' has no verify command, so only the agent's word says it works",
                                "add `verify: <command that proves it>` or set `defaults.verify`", where))
         if not t.files:
-            out.append(warning(f"task '{t.id}' declares no files, so overlaps and deviations cannot be checked",
-                               "list the paths or globs it will change under `files:`", where))
+            out.append(warning(f"task '{t.id}' declares no files, so overlaps and deviations cannot be "
+                               "checked", "list the paths or globs it will change under `files:`", where))
         if t.gate and t.id not in needed:
             out.append(warning(f"gate task '{t.id}' has no dependents, so nothing waits for it",
                                "make the tasks that follow it `needs` it, or drop `gate: true`", where))
@@ -239,10 +242,11 @@ def _risks(plan: Plan, locate: Locate) -> list[Diagnostic]:
 
 # --- schema errors: pydantic's error records -> plain English with a fix ------------------------------
 
-_EXPECTED = {"string_type": "text", "list_type": "a list", "model_type": "a mapping (indented `key: value` lines)",
-             "dict_type": "a mapping (indented `key: value` lines)", "bool_type": "true or false",
-             "bool_parsing": "true or false", "int_type": "a whole number", "int_parsing": "a whole number",
-             "int_from_float": "a whole number", "float_type": "a number", "float_parsing": "a number"}
+_MAPPING = "a mapping (indented `key: value` lines)"
+_EXPECTED = {"string_type": "text", "list_type": "a list", "model_type": _MAPPING, "dict_type": _MAPPING,
+             "bool_type": "true or false", "bool_parsing": "true or false", "int_type": "a whole number",
+             "int_parsing": "a whole number", "int_from_float": "a whole number", "float_type": "a number",
+             "float_parsing": "a number"}
 _MISSING = {"id": "a unique id, e.g. `id: api-login`", "title": "`title: <what it builds>`",
             "prompt": "`prompt: <what the agent should do>`", "name": "`name: <plan name>`",
             "tasks": "a `tasks:` list", "path": "`path: <repo-relative path>`", "owner": "`owner: <task id>`"}
@@ -254,6 +258,8 @@ _SYNONYMS = {"needs": ("depends", "depends_on", "dependencies", "deps", "require
              "verify": ("test", "tests", "check", "command", "cmd"), "run": ("command", "cmd", "shell"),
              "title": ("name", "summary"), "plait": ("version",), "tasks": ("steps", "jobs")}
 _DURATIONS = ("estimate", "timeout", "delay")
+_BOUNDS = {"less_than_equal": ("of at most", "le"), "greater_than_equal": ("of at least", "ge"),
+           "less_than": ("below", "lt"), "greater_than": ("above", "gt")}
 
 
 def where(loc: Sequence[str | int]) -> str:
@@ -273,55 +279,68 @@ def kind(value: object) -> str:
     return next((name for t, name in names if isinstance(value, t)), f"a {type(value).__name__}")
 
 
-def _describe_value(value: object) -> str:
-    shown = repr(value) if isinstance(value, str | int | float) and not isinstance(value, bool) else ""
-    return f"{kind(value)} {shown[:40]}".strip() if shown else kind(value)
+def shown(value: object) -> str:
+    """A value as the user wrote it when it is a scalar (`'soon'`, `7`, `true`), else its kind."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    text = repr(value) if isinstance(value, str) else str(value) if isinstance(value, int | float) else ""
+    return (text if len(text) <= 40 else text[:37] + "...") if text else kind(value)
 
 
 def schema_diagnostic(err: Mapping[str, Any]) -> tuple[str, str]:
-    """(message, fix) for one pydantic error record."""
+    """(message, fix) for one pydantic error record, in the words of the plan file."""
     loc: tuple[str | int, ...] = tuple(err["loc"])
-    kind_, value, last = err["type"], err.get("input"), loc[-1] if loc else ""
-    here = where(loc)
-    if kind_ == "missing":
-        return (f"{where(loc[:-1])}: missing required key `{last}`",
-                f"add {_MISSING.get(str(last), f'`{last}: ...`')}")
-    if kind_ == "extra_forbidden":
+    type_, value, last = err["type"], err.get("input"), loc[-1] if loc else ""
+    here, scalar = where(loc), isinstance(value, str | int | float)
+    if type_ == "missing":
+        example = _MISSING.get(str(last), f"`{last}:`")
+        return f"{where(loc[:-1])}: missing required key `{last}`", f"add {example}"
+    if type_ == "extra_forbidden":
         return f"{where(loc[:-1])}: unknown key '{last}'", _suggest_key(str(last), loc[:-1])
-    if kind_ == "invalid_key":
-        return f"{where(loc[:-1])}: key {value!r} is not text", "write keys as plain words, e.g. `name:`"
-    if last in _DURATIONS and kind_ == "value_error":
-        problem = "a duration cannot be negative" if "negative" in err["msg"] else f"{value!r} is not a duration"
+    if type_ == "invalid_key":
+        return f"{where(loc[:-1])}: key {shown(value)} is not text", "write keys as plain words, e.g. `name:`"
+    if last in _DURATIONS and type_ == "value_error":
+        negative = "negative" in err["msg"]
+        problem = "a duration cannot be negative" if negative else f"{shown(value)} is not a duration"
         return f"{here}: {problem}", "write e.g. 30s, 90m, 1.5h or 2h30m (a bare number means minutes)"
-    if kind_ == "string_pattern_mismatch" and last == "id":
+    if type_ == "string_pattern_mismatch" and last == "id":
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", str(value)).strip("-_.") or "task-1"
-        return (f"{here}: {value!r} is not a valid task id",
-                f"use letters, digits, '.', '_' and '-', starting and ending with a letter or digit, e.g. `{slug}`")
-    if kind_ == "string_too_long":
+        return (f"{here}: {shown(value)} is not a valid task id", "use letters, digits, '.', '_' and '-', "
+                f"starting and ending with a letter or digit, e.g. `{slug}`")
+    if type_ == "string_too_long":
         return f"{here}: too long ({len(str(value))} characters)", "shorten it to 64 characters or fewer"
-    if kind_ == "too_short" and loc == ("tasks",):
+    if type_ == "too_short" and loc == ("tasks",):
         return "the plan has no tasks", "add at least one task under `tasks:`"
-    if kind_ == "enum" and last == "size":
-        return f"{here}: unknown size {value!r}", "use S (~1h), M (~2h) or L (~4h); split anything bigger"
-    if kind_ == "value_error" and len(loc) == 2 and loc[0] == "preflight":
+    if type_ == "enum" and last == "size":
+        return f"{here}: unknown size {shown(value)}", "use S (~1h), M (~2h) or L (~4h); split larger work"
+    if type_ == "value_error" and len(loc) == 2 and loc[0] == "preflight":
         return (f"{here}: a preflight check needs exactly one of `run`, `env`, `tool`",
                 "give each check one of `run:`, `env:` or `tool:` (one check per condition)")
-    if kind_ in _EXPECTED:
-        return f"{here}: expected {_EXPECTED[kind_]}, got {_describe_value(value)}", _type_fix(kind_, value, last)
+    if type_ in _BOUNDS:
+        phrase, bound = _BOUNDS[type_]
+        return f"{here}: {shown(value)} is out of range", f"use a number {phrase} {(err.get('ctx') or {}).get(bound)}"
+    if type_ in _EXPECTED:
+        got = f"{kind(value)} {shown(value)}" if scalar and not isinstance(value, bool) else shown(value)
+        return f"{here}: expected {_EXPECTED[type_]}, got {got}", _type_fix(type_, value, last)
     text = str(err["msg"]).removeprefix("Value error, ")
-    return f"{here}: {text[:1].lower()}{text[1:]}", "see `plait schema` for the plan format"
+    return f"{here}: {text[:1].lower()}{text[1:]} (got {shown(value)})", "see `plait schema` for the format"
 
 
-def _type_fix(kind_: str, value: object, last: str | int) -> str:
+def _type_fix(type_: str, value: object, last: str | int) -> str:
     if value is None:
         return f"give `{last}` a value, or remove it"
-    if kind_ == "string_type" and isinstance(value, int | float | bool):
-        return f"quote it so YAML reads it as text: \"{str(value).lower() if isinstance(value, bool) else value}\""
-    if kind_ == "list_type" and isinstance(value, str | int | float):
-        return f"write a list: `[{value}]`, or one `- item` per line"
-    if kind_ in ("model_type", "dict_type"):
+    scalar = isinstance(value, str | int | float)
+    if type_ == "string_type":
+        return (f'quote it so YAML reads it as text: "{shown(value)}"' if scalar else
+                "write plain text, quoted if it starts with `[` or `{` or contains `: `")
+    if type_ == "list_type":
+        if not scalar:
+            return "write one `- item` per line"
+        item = value if isinstance(value, str) else shown(value)
+        return f"write a list: `[{item}]`, or one `- item` per line"
+    if type_ in ("model_type", "dict_type"):
         return f"write `{last}:` followed by indented `key: value` lines"
-    return "see `plait schema` for the plan format"
+    return f"write {_EXPECTED[type_]}"
 
 
 def _fields_at(loc: Sequence[str | int]) -> tuple[str, ...]:

@@ -6,6 +6,7 @@ schedules retries, blocks dependents and integrates.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -181,13 +182,15 @@ def run_attempt(
         return record(False, error=f"agent {profile.name}: {kind.value}: {redact(result.error_message)}",
                       transient=kind.transient)
 
-    commit = git.commit_all(worktree, f"[plait {paths.run_id}] {task.id}: {task.title}") or base
+    git.commit_all(worktree, f"[plait {paths.run_id}] {task.id}: {task.title}")
+    # HEAD, not commit_all's answer: an agent may have committed its work itself.
+    commit = git.rev_parse("HEAD", cwd=worktree) or base
     changed = git.changed_files(base, commit)
     deviations = out_of_scope(changed, task.files)
     violations = contract_violations(plan, task, changed)
     emit("task.captured", {"commit": commit, "files": changed, "deviations": deviations,
                            "contract_violations": violations},
-         task={"commit_sha": commit, "deviations_json": _json(deviations)})
+         task={"commit_sha": commit, "deviations_json": json.dumps(deviations)})
     captured = {"commit_sha": commit, "files_changed": changed, "deviations": deviations,
                 "contract_violations": violations}
     if violations:
@@ -222,9 +225,3 @@ def _verify(command: str | None, worktree: Path, log_dir: Path, timeout: float, 
                     cancel=cancel, stdout_path=log, stderr_path=log)
     return VerifyResult(command, done.returncode, round(done.duration, 3), redact(done.stdout[-3000:]),
                         done.timed_out)
-
-
-def _json(value: object) -> str:
-    import json
-
-    return json.dumps(value)

@@ -22,6 +22,7 @@ class Conversation:
     stream: bool
     model: str
     input_tokens: int  # a deterministic estimate, so usage and cost are testable
+    json_schema: dict[str, Any] | None = None  # set when the client asks for JSON output (side requests)
 
 
 @dataclass(frozen=True)
@@ -88,3 +89,17 @@ def working_dir(system: str) -> str | None:
     """The CLI's working directory as its system prompt states it, when it does."""
     match = _CWD.search(system)
     return match.group(1).rstrip(".,") if match else None
+
+
+def minimal_json(schema: object) -> object:
+    """The smallest value that satisfies a JSON schema (Gemini CLI's router and next-speaker
+    checks ask for JSON; an answer they cannot parse makes them retry with back-off)."""
+    if not isinstance(schema, dict):
+        return {}
+    if schema.get("enum"):
+        return schema["enum"][0]
+    kind = str(schema.get("type", "object")).lower()
+    if kind == "object":
+        props = schema.get("properties") or {}
+        return {name: minimal_json(props.get(name)) for name in schema.get("required") or props}
+    return {"string": "ok", "integer": 1, "number": 1, "boolean": False, "array": []}.get(kind, None)

@@ -33,6 +33,9 @@ class GeminiApi:
             for decl in (group or {}).get("functionDeclarations") or []:
                 tools.append(str(decl.get("name", "")))
         model = path.rsplit("/", 1)[-1].split(":", 1)[0]
+        config = body.get("generationConfig") or {}
+        schema = config.get("responseJsonSchema") or config.get("responseSchema")
+        wants_json = config.get("responseMimeType") == "application/json"
         return Conversation(
             turn=count_assistant_turns(contents, lambda c: c.get("role") == "model"),
             tools=tuple(tools),
@@ -41,6 +44,7 @@ class GeminiApi:
             stream=":streamGenerateContent" in path,
             model=model or "gemini-scripted",
             input_tokens=estimate_tokens(contents),
+            json_schema=(schema if isinstance(schema, dict) else {}) if wants_json else None,
         )
 
     def reply(self, answer: Answer, conv: Conversation) -> Reply:

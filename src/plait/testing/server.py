@@ -22,7 +22,15 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from plait.testing.anthropic import AnthropicMessages
-from plait.testing.dialect import Conversation, Dialect, Reply, estimate_tokens, json_reply, working_dir
+from plait.testing.dialect import (
+    Conversation,
+    Dialect,
+    Reply,
+    estimate_tokens,
+    json_reply,
+    minimal_json,
+    working_dir,
+)
 from plait.testing.gemini import GeminiApi
 from plait.testing.openai_chat import ChatCompletions
 from plait.testing.openai_responses import Responses
@@ -197,7 +205,8 @@ class _Handler(BaseHTTPRequestHandler):
         if main:
             reply = server.answer(dialect, key, scenario, conv)
         else:
-            reply = dialect.reply(Answer(text=SIDE_ANSWER), conv)
+            side = SIDE_ANSWER if conv.json_schema is None else json.dumps(minimal_json(conv.json_schema))
+            reply = dialect.reply(Answer(text=side), conv)
         server.record(RecordedRequest(self.command, self.path, shown, body, api, key, conv.turn, main, reply.status))
         self._send(reply)
 
