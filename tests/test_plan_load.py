@@ -104,7 +104,7 @@ def test_empty_plan(tmp_path: Path, text: str) -> None:
     assert err.location is not None and err.location.line >= 1
 
 
-@pytest.mark.parametrize(("text", "kind"), [("- a\n- b\n", "a list"), ("just text\n", "text"), ("42\n", "number")])
+@pytest.mark.parametrize(("text", "kind"), [("- a\n", "a list"), ("just text\n", "text"), ("42\n", "number")])
 def test_top_level_must_be_a_mapping(tmp_path: Path, text: str, kind: str) -> None:
     err = failure(write(tmp_path, text))
     assert "top level" in err.message and kind in err.message
@@ -140,8 +140,10 @@ def test_unknown_key_suggests_the_right_one(tmp_path: Path) -> None:
     ("old", "new", "message", "fix"),
     [
         ("name: demo", "name: demo\ntask: []", "the plan: unknown key 'task'", "did you mean 'tasks'?"),
-        ("    title: Build the UI", "    titel: Build the UI", "tasks[1]: unknown key 'titel'", "did you mean 'title'?"),
-        ("  verify: make test", "  verfy: make test", "defaults: unknown key 'verfy'", "did you mean 'verify'?"),
+        ("    title: Build the UI", "    titel: Build the UI", "tasks[1]: unknown key 'titel'",
+         "did you mean 'title'?"),
+        ("  verify: make test", "  verfy: make test", "defaults: unknown key 'verfy'",
+         "did you mean 'verify'?"),
         ("    prompt: Write the page.", "    prompt: Write the page.\n    description: x",
          "tasks[1]: unknown key 'description'", "did you mean 'prompt'?"),
     ],
@@ -163,13 +165,16 @@ def test_unknown_key_without_a_close_match_lists_the_allowed_keys(tmp_path: Path
     [
         ("    title: Build the UI", "    title: [a, b]", "tasks[1].title: expected text, got a list",
          "quoted if it starts with `[`"),
-        ("    title: Build the UI", "    title:", "tasks[1].title: expected text, got nothing", "give `title` a value"),
-        ("    files: [src/api.py]", "    files: src/api.py", "tasks[0].files: expected a list, got text 'src/api.py'",
-         "write a list: `[src/api.py]`"),
-        ("  - id: api", "  - id: 1.5", "tasks[0].id: expected text, got a number 1.5", 'quote it so YAML reads it as text: "1.5"'),
+        ("    title: Build the UI", "    title:", "tasks[1].title: expected text, got nothing",
+         "give `title` a value"),
+        ("    files: [src/api.py]", "    files: src/api.py",
+         "tasks[0].files: expected a list, got text 'src/api.py'", "write a list: `[src/api.py]`"),
+        ("  - id: api", "  - id: 1.5", "tasks[0].id: expected text, got a number 1.5",
+         'quote it so YAML reads it as text: "1.5"'),
         ("    needs: [api]", "    needs: [7]", "tasks[1].needs[0]: expected text, got a number 7", '"7"'),
         ("defaults:\n  verify: make test", "defaults: make test", "defaults: expected a mapping", "indented"),
-        ("    files: [src/api.py]", "    files: [src/api.py]\n    gate: maybe", "tasks[0].gate: expected true or false",
+        ("    files: [src/api.py]", "    files: [src/api.py]\n    gate: maybe",
+         "tasks[0].gate: expected true or false",
          "write true or false"),
     ],
 )
@@ -229,7 +234,8 @@ def test_unknown_size_and_bad_check(tmp_path: Path) -> None:
 
 
 def test_all_errors_are_reported_in_file_order(tmp_path: Path) -> None:
-    text = VALID.replace("name: demo", "name: demo\nsurprise: 1").replace("    title: Build the UI", "    title: [x]")
+    text = VALID.replace("name: demo", "name: demo\nsurprise: 1")
+    text = text.replace("    title: Build the UI", "    title: [x]")
     err = failure(write(tmp_path, text.replace("plait: 1\n", "")))
     lines = [d.location.line for d in err.diagnostics]
     assert len(err.diagnostics) == 3 and lines == sorted(lines)
@@ -269,8 +275,8 @@ def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "nope.yaml"
     with pytest.raises(PlanError) as info:
         load_plan(path)
-    assert str(info.value) == f"{path}: no such file — check the path: a plan is a YAML file (plan.yaml) or " \
-                              "a spectacular plan.md"
+    assert str(info.value) == (f"{path}: no such file — check the path: a plan is a YAML file (plan.yaml) "
+                               "or a spectacular plan.md")
 
 
 def test_directory_suggests_the_plan_inside(tmp_path: Path) -> None:
@@ -291,6 +297,14 @@ def test_unreadable_file(tmp_path: Path) -> None:
     finally:
         path.chmod(0o644)
     assert "permission denied" in info.value.message and info.value.fix
+
+
+def test_other_read_errors(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID) / "plan.yaml"
+    with pytest.raises(PlanError) as info:
+        load_plan(path)
+    assert info.value.message.startswith("cannot be read:") and info.value.fix
+    assert str(info.value).startswith(f"{path}: ")
 
 
 def test_not_utf8(tmp_path: Path) -> None:

@@ -76,6 +76,25 @@ def test_both_dialects_give_the_same_dag() -> None:
         k: sorted(v) for k, v in needs(mcp).items()}
 
 
+def test_generated_plans_in_both_dialects() -> None:
+    """Plans shaped like the ones spectacular's planners write: summaries, rules, notes, code blocks."""
+    plugin, mcp = load_plan(FIXTURES / "plugin-detailed.md"), load_plan(FIXTURES / "mcp-generated.md")
+    for loaded in (plugin, mcp):
+        assert loaded.plan.name == "API Rate Limits"
+        assert needs(loaded) == {"1-1": [], "2-1": ["1-1"], "2-2": ["1-1"]}
+        first = loaded.plan.tasks[0]
+        assert first.files == ["db/migrations/010_limits.sql", "src/limits/store.py"]
+        assert first.acceptance == ["limits survive a restart", "the cache expires after 60 s"]
+        assert first.prompt.startswith("Store per-client limits.")
+        assert "---" not in first.prompt
+    detailed = plugin.plan.tasks[0].prompt
+    assert "**Implementation Steps**:" in detailed and "```bash" in detailed
+    assert "# ### Task 9-9: not a task" in detailed  # inside a code block: not a heading
+    assert plugin.plan.task("2-2").estimate == 4 * 3600.0
+    admin = mcp.plan.task("2-2")
+    assert (admin.size.value, admin.estimate) == ("S", 30 * 60.0)  # XS: an S task of 30 minutes
+
+
 def test_positions_point_into_the_markdown() -> None:
     loaded = load_plan(FIXTURES / "plugin.md")
     source = str(FIXTURES / "plugin.md")
@@ -102,8 +121,8 @@ def test_sequential_and_parallel_phases_without_dependencies(tmp_path: Path) -> 
         ### Task 4-1: g
         ### Task 4-2: h
         """)
-    assert needs(load_plan(path)) == {"1-1": [], "1-2": ["1-1"], "1-3": ["1-2"], "2-1": ["1-3"], "2-2": ["1-3"],
-                                      "3-1": ["2-1", "2-2"], "4-1": ["3-1"], "4-2": ["4-1"]}
+    assert needs(load_plan(path)) == {"1-1": [], "1-2": ["1-1"], "1-3": ["1-2"], "2-1": ["1-3"],
+                                      "2-2": ["1-3"], "3-1": ["2-1", "2-2"], "4-1": ["3-1"], "4-2": ["4-1"]}
 
 
 def test_explicit_dependencies_win_and_accept_every_spelling(tmp_path: Path) -> None:
@@ -176,13 +195,14 @@ def test_front_matter_gives_name_and_default_verify(tmp_path: Path) -> None:
         ("# Title\n\nJust prose.\n", 1, "no tasks found in this markdown plan", "### Task 1.1: Name"),
         ("## Phase 1: A (Parallel)\n### Task 1.1: a\n**Complexity**: huge\n", 3,
          "task 1.1: cannot read the complexity 'huge'", "M (2h)"),
-        ("## Phase 1: A (Parallel)\n### Task 1.1: a (M - soonish)\n", 2, "task 1.1: cannot read the estimate 'soonish'",
-         "1.5h"),
+        ("## Phase 1: A (Parallel)\n### Task 1.1: a (M - soonish)\n", 2,
+         "task 1.1: cannot read the estimate 'soonish'", "1.5h"),
         ("---\nfeature: x\n## Phase 1\n", 1, "the front matter opened by `---` is never closed", "`---`"),
         ("---\nfeature: [x\n---\n## Phase 1\n", 2, "invalid YAML in the front matter", "`---`"),
-        ("## Phase 1: A\n**Strategy**: whenever\n### Task 1.1: a\n", 2, "unknown strategy 'whenever'", "parallel"),
-        ("## Phase 1: A (Parallel)\n### Setup database\n**Files**: a.py\n", 3, "`files` given outside any task",
-         "### Task 1.1: Name"),
+        ("## Phase 1: A\n**Strategy**: whenever\n### Task 1.1: a\n", 2, "unknown strategy 'whenever'",
+         "parallel"),
+        ("## Phase 1: A (Parallel)\n### Setup database\n**Files**: a.py\n", 3,
+         "`files` given outside any task", "### Task 1.1: Name"),
     ],
 )
 def test_markdown_errors_are_located(tmp_path: Path, text: str, line: int, message: str, fix: str) -> None:
@@ -220,7 +240,11 @@ def test_auth_example_is_the_same_dag_in_all_three_formats() -> None:
             assert (m.size, m.seconds) == (y.size, y.seconds), m.id
 
 
-@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*/plan*.*")), ids=lambda p: f"{p.parent.name}/{p.name}")
+def example_name(path: Path) -> str:
+    return f"{path.parent.name}/{path.name}"
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*/plan*.*")), ids=example_name)
 def test_examples_load_without_errors(path: Path) -> None:
     loaded = load_plan(path)
     if path.suffix == ".yaml":
@@ -230,4 +254,5 @@ def test_examples_load_without_errors(path: Path) -> None:
 
 
 def test_there_are_three_yaml_examples() -> None:
-    assert sorted(p.parent.name for p in EXAMPLES.glob("*/plan.yaml")) == ["auth", "shopping-cart", "user-profile"]
+    names = sorted(p.parent.name for p in EXAMPLES.glob("*/plan.yaml"))
+    assert names == ["auth", "shopping-cart", "user-profile"]

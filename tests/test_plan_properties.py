@@ -4,6 +4,7 @@ line starts with `path:line` — never any other exception, never an unlocated m
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from plait.plan.load import LoadedPlan, PlanError, load_plan
 
 FIXTURES = Path(__file__).parent / "fixtures" / "plans"
+Draw = Callable[[st.SearchStrategy[Any]], Any]
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 ids = st.from_regex(r"[a-z][a-z0-9-]{0,6}[a-z0-9]", fullmatch=True)
@@ -22,8 +24,9 @@ paths = st.from_regex(r"(src|tests|docs)/[a-z]{1,6}(/[a-z]{1,6})?\.(py|ts|md)", 
 words = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=30)
 durations = st.sampled_from(["30s", "45m", "1h", "1.5h", "2h30m", "90", 20, 1.5])
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=False), words)
-anything = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(words, inner, max_size=3),
-                        max_leaves=6)
+anything = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(words, inner, max_size=3),
+    max_leaves=6)
 
 
 @st.composite
@@ -31,7 +34,8 @@ def valid_plans(draw: st.DrawFn) -> dict[str, Any]:
     task_ids = draw(st.lists(ids, min_size=1, max_size=6, unique=True))
     tasks = []
     for i, task_id in enumerate(task_ids):
-        task: dict[str, Any] = {"id": task_id, "title": draw(words).strip() or "t", "prompt": draw(words).strip() or "p"}
+        task: dict[str, Any] = {"id": task_id, "title": draw(words).strip() or "t",
+                                "prompt": draw(words).strip() or "p"}
         if i and draw(st.booleans()):
             task["needs"] = draw(st.lists(st.sampled_from(task_ids[:i]), max_size=3, unique=True))
         if draw(st.booleans()):
@@ -47,7 +51,8 @@ def valid_plans(draw: st.DrawFn) -> dict[str, Any]:
         tasks.append(task)
     plan: dict[str, Any] = {"plait": 1, "name": draw(words).strip() or "plan", "tasks": tasks}
     if draw(st.booleans()):
-        plan["defaults"] = {"verify": "pytest", "timeout": draw(durations), "retries": draw(st.integers(0, 10))}
+        plan["defaults"] = {"verify": "pytest", "timeout": draw(durations),
+                            "retries": draw(st.integers(0, 10))}
     if draw(st.booleans()):
         plan["preflight"] = [{"tool": "git"}, {"env": "HOME"}]
     if draw(st.booleans()):
@@ -75,8 +80,8 @@ def parent_of(data: Any, path: tuple[Any, ...]) -> Any:
     return data
 
 
-def mutate_data(draw: st.DrawFn, plan: dict[str, Any]) -> dict[str, Any]:
-    path = draw(st.sampled_from(nodes(plan)))
+def mutate_data(draw: Draw, plan: dict[str, Any]) -> dict[str, Any]:
+    path = draw(st.sampled_from(nodes(plan)[::-1]))  # deepest first: shrinking favours the first
     parent, last = parent_of(plan, path), path[-1]
     kind = draw(st.sampled_from(["drop", "rename", "retype", "cycle", "unknown-need"]))
     if kind == "drop":
@@ -93,14 +98,15 @@ def mutate_data(draw: st.DrawFn, plan: dict[str, Any]) -> dict[str, Any]:
     return plan
 
 
-def mutate_text(draw: st.DrawFn, text: str) -> bytes:
+def mutate_text(draw: Draw, text: str) -> bytes:
     raw = text.encode()
     kind = draw(st.sampled_from(["bytes", "truncate", "indent", "delete-line", "swap-lines"]))
     at = draw(st.integers(0, len(raw)))
     lines = text.splitlines(keepends=True)
     line = draw(st.integers(0, max(len(lines) - 1, 0)))
     if kind == "bytes":
-        return raw[:at] + draw(st.binary(min_size=1, max_size=8)) + raw[at:]
+        noise: bytes = draw(st.binary(min_size=1, max_size=8))
+        return raw[:at] + noise + raw[at:]
     if kind == "truncate":
         return raw[:at]
     if kind == "indent" and lines:
@@ -136,7 +142,7 @@ def test_valid_plans_load(workdir: Path, plan: dict[str, Any], flow: bool) -> No
     path.write_text(yaml.safe_dump(plan, sort_keys=False, allow_unicode=True, default_flow_style=flow))
     loaded = load_plan(path)
     assert [t.id for t in loaded.plan.tasks] == [t["id"] for t in plan["tasks"]]
-    for i, task in enumerate(plan["tasks"]):
+    for i in range(len(plan["tasks"])):
         assert loaded.locate("tasks", i, "id").line >= 1
 
 
@@ -159,7 +165,7 @@ def test_corrupted_yaml_fails_cleanly(workdir: Path, data: st.DataObject) -> Non
 
 
 @SETTINGS
-@given(st.data(), st.sampled_from(["plugin.md", "mcp.md"]))
+@given(st.data(), st.sampled_from(["plugin.md", "mcp.md", "plugin-detailed.md", "mcp-generated.md"]))
 def test_corrupted_markdown_fails_cleanly(workdir: Path, data: st.DataObject, name: str) -> None:
     path = workdir / name
     path.write_bytes(mutate_text(data.draw, (FIXTURES / name).read_text()))

@@ -15,8 +15,8 @@ from plait.plan.validate import Diagnostic, path_problem, validate
 
 
 def task(task_id: str, **extra: Any) -> dict[str, Any]:
-    return {"id": task_id, "title": f"Task {task_id}", "prompt": f"Do {task_id}.", "files": [f"src/{task_id}.py"],
-            "verify": "make test", **extra}
+    return {"id": task_id, "title": f"Task {task_id}", "prompt": f"Do {task_id}.",
+            "files": [f"src/{task_id}.py"], "verify": "make test", **extra}
 
 
 def plan(*tasks: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -159,7 +159,8 @@ def test_empty_plan_name() -> None:
 
 
 def test_duplicate_preflight_checks() -> None:
-    d = only(errors(plan(task("a"), preflight=[{"tool": "git"}, {"env": "HOME"}, {"tool": "git", "name": "git!"}])))
+    checks = [{"tool": "git"}, {"env": "HOME"}, {"tool": "git", "name": "git!"}]
+    d = only(errors(plan(task("a"), preflight=checks)))
     assert d.message == "preflight check 'git!' is listed twice (also preflight[0])"
     assert d.location.path == "preflight/2"
 

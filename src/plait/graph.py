@@ -7,27 +7,31 @@ from collections.abc import Mapping, Sequence
 
 
 def find_cycle(needs: Mapping[str, Sequence[str]]) -> list[str] | None:
-    """A dependency cycle as `[a, b, c, a]` (a needs b needs c needs a), or None."""
-    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
-    stack: list[str] = []
+    """A dependency cycle as `[a, b, c, a]` (a needs b needs c needs a), or None.
 
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        stack.append(node)
-        for dep in needs.get(node, ()):
-            if dep not in needs:
+    Iterative depth-first search, so a plan of thousands of chained tasks cannot hit Python's
+    recursion limit."""
+    done: set[str] = set()
+    for root in needs:
+        if root in done:
+            continue
+        path: list[str] = [root]
+        on_path = {root}
+        pending = [iter([d for d in needs[root] if d in needs])]
+        while pending:
+            dep = next(pending[-1], None)
+            if dep is None:
+                pending.pop()
+                node = path.pop()
+                on_path.discard(node)
+                done.add(node)
                 continue
-            if state.get(dep) == 1:
-                return [*stack[stack.index(dep) :], dep]
-            if dep not in state and (cycle := visit(dep)):
-                return cycle
-        stack.pop()
-        state[node] = 2
-        return None
-
-    for node in needs:
-        if node not in state and (cycle := visit(node)):
-            return cycle
+            if dep in on_path:
+                return [*path[path.index(dep) :], dep]
+            if dep not in done:
+                path.append(dep)
+                on_path.add(dep)
+                pending.append(iter([d for d in needs[dep] if d in needs]))
     return None
 
 

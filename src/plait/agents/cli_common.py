@@ -56,12 +56,16 @@ def private_home(request: AgentRequest, cli: str) -> Path:
     return folder
 
 
-def launch(request: AgentRequest, argv: Sequence[str], env: Mapping[str, str], stdin: str | None) -> proc.Completed:
-    """Run the CLI in the worktree: stream to log_dir/agent.jsonl, stderr to log_dir/agent.stderr."""
+def launch(request: AgentRequest, argv: Sequence[str], env: Mapping[str, str], stdin: str | None,
+           stdout_name: str = STREAM_FILE) -> proc.Completed:
+    """Run the CLI in the worktree: its stream to log_dir/agent.jsonl, stderr to log_dir/agent.stderr.
+
+    The argv is kept next to them (agent.argv.json) to show what ran; secrets are only in env.
+    """
     request.log_dir.mkdir(parents=True, exist_ok=True)
     (request.log_dir / "agent.argv.json").write_text(json.dumps(list(argv)))
     return proc.run(argv, cwd=request.worktree, env=env, input=stdin, timeout=request.timeout,
-                    cancel=request.cancel, stdout_path=request.log_dir / STREAM_FILE,
+                    cancel=request.cancel, stdout_path=request.log_dir / stdout_name,
                     stderr_path=request.log_dir / STDERR_FILE)
 
 
@@ -84,6 +88,11 @@ def read_events(path: Path) -> Iterator[dict[str, Any]]:
                 yield event
 
 
+def obj(value: object) -> dict[str, Any]:
+    """`value` when it is a JSON object, else an empty one: streams are not trusted to be well formed."""
+    return value if isinstance(value, dict) else {}
+
+
 def stopped(request: AgentRequest, done: proc.Completed) -> AgentResult | None:
     """The result when the run was cut short by its timeout or a cancel, else None."""
     if request.cancel.is_set():
@@ -101,10 +110,12 @@ _PATTERNS: tuple[tuple[ErrorKind, re.Pattern[str]], ...] = tuple(
     (kind, re.compile(pattern, re.I)) for kind, pattern in (
         (ErrorKind.CONTEXT_LENGTH, r"prompt is too long|context[ _-]?(window|length)|too many tokens|"
                                    r"exceeds the (context|maximum number of tokens)|token limit|ran out of room"),
-        (ErrorKind.QUOTA, r"quota|usage limit|spend limit|billing|credit balance|insufficient_quota"),
-        (ErrorKind.AUTH, r"\b401\b|auth|api[ _-]?key|unauthori[sz]ed|invalid x-api-key|not logged in|log ?in"),
-        (ErrorKind.RATE_LIMIT, r"\b429\b|rate[ _-]?limit|too many requests|resource[ _]exhausted"),
-        (ErrorKind.OVERLOADED, r"\b529\b|\b503\b|overloaded|capacity|unavailable"),
+        (ErrorKind.QUOTA, r"exceeded your (current )?quota|quota exceeded|daily quota|usage limit|spend limit|"
+                          r"billing|credit balance|insufficient_quota"),
+        (ErrorKind.RATE_LIMIT, r"\b429\b|rate[ _-]?limit|too many requests|resource[ _]?(has been )?exhausted"),
+        (ErrorKind.AUTH, r"\b401\b|authenticat|unauthori[sz]ed|(invalid|incorrect) (x-)?api[ _-]?key|"
+                         r"api[ _-]?key (is )?(not valid|invalid|missing)|not logged in|log ?in required"),
+        (ErrorKind.OVERLOADED, r"\b5(29|00|02|03|04)\b|overloaded|capacity|unavailable|internal (server )?error"),
         (ErrorKind.MAX_TURNS, r"max(imum)?[ _-]?(session[ _-])?turns"),
         (ErrorKind.BUDGET, r"budget"),
     )

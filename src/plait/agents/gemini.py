@@ -28,7 +28,9 @@ def settings(request: AgentRequest) -> dict[str, Any]:
     """The private ~/.gemini/settings.json: API-key auth, and what the profile asks for."""
     data: dict[str, Any] = {"security": {"auth": {"selectedType": "gemini-api-key"}},
                             "privacy": {"usageStatisticsEnabled": False},
-                            "general": {"disableAutoUpdate": True, "disableUpdateNag": True}}
+                            "general": {"disableAutoUpdate": True, "disableUpdateNag": True,
+                                        # plait backs off itself (and lowers the concurrency)
+                                        "maxAttempts": 2}}
     if request.profile.max_turns:
         data["model"] = {"maxSessionTurns": request.profile.max_turns}
     return data

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 import tempfile
 from importlib import resources
 from pathlib import Path
@@ -30,6 +32,9 @@ def create_demo_repo(directory: Path | None) -> Path:
 
 
 def demo(jobs: int, directory: Path | None, console: Console) -> int:
+    # The demo's verify commands run `python3 -m pytest`: make that this interpreter, which has
+    # pytest when plait was installed with its `demo` extra.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     repo_dir = create_demo_repo(directory)
     console.print(f"demo repository: [bold]{repo_dir}[/] (a small Python project, git-initialised)")
     repo, run_id = api.start(repo_dir / "plan.yaml", RunOptions(jobs=jobs), cwd=repo_dir)

@@ -24,7 +24,8 @@ class PlainProgress:
         if kind in QUIET:
             return
         with self._lock:
-            self.console.print(f"[{time.monotonic() - self.start:7.1f}s] {describe(kind, task, data)}", markup=False)
+            self.console.print(f"[{time.monotonic() - self.start:7.1f}s] {describe(kind, task, data)}", markup=False,
+                               soft_wrap=True)
 
     def close(self) -> None:
         pass
@@ -82,8 +83,19 @@ def describe(kind: str, task: str | None, data: Mapping[str, Any]) -> str:
         return f"{who}retrying in {data.get('delay'):.1f}s: {data.get('error')}"
     if kind == "task.conflict":
         return f"{who}CONFLICT with {data.get('with')} in {', '.join(data.get('files', []))}"
-    if kind == "task.captured" and data.get("deviations"):
-        return f"{who}changed files outside its scope: {', '.join(data['deviations'])}"
+    if kind == "task.agent_done":
+        if data.get("ok"):
+            return f"{who}agent finished in {data.get('seconds', 0):.1f}s"
+        return f"{who}agent FAILED ({data.get('error_kind')}): {data.get('error_message')}"
+    if kind == "task.captured":
+        text = f"{who}committed {str(data.get('commit'))[:10]} ({len(data.get('files', []))} file(s))"
+        if data.get("deviations"):
+            text += f"; outside its scope: {', '.join(data['deviations'])}"
+        if data.get("contract_violations"):
+            text += f"; CHANGED FROZEN CONTRACTS: {', '.join(data['contract_violations'])}"
+        return text
+    if kind == "integration.started":
+        return f"integrating {len(data.get('order', []))} branch(es) into {data.get('branch')}"
     if kind == "task.verified":
         return f"{who}verify {'passed' if data.get('ok') else 'FAILED'} ({data.get('seconds', 0):.1f}s)"
     if kind == "limits.backoff":

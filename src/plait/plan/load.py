@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 from pydantic import ValidationError
@@ -49,11 +49,10 @@ def load_plan(path: str | Path) -> LoadedPlan:
     text = _read(path, source)
     if path.suffix.lower() in (".md", ".markdown"):
         md = parse_markdown(text, source)
-        data: Any = md.data
-        positions: Positions = md.positions
-        early: list[Diagnostic] = list(md.warnings)
+        data, positions, early = md.data, md.positions, md.warnings
     else:
         data, positions, early = _parse_yaml(text, source)
+    # Errors found while reading (duplicate keys) are reported together with the schema's.
     plan = _to_model(data, positions, source, [d for d in early if d.severity == "error"])
     found = [*early, *validate(plan, lambda *keys: locate_in(source, positions, keys))]
     errors = [d for d in found if d.severity == "error"]
@@ -67,41 +66,46 @@ def _ordered(found: list[Diagnostic]) -> list[Diagnostic]:
     return sorted(unique, key=lambda d: (d.location.line, d.location.column))
 
 
+def _fail(message: str, fix: str, location: Location) -> NoReturn:
+    raise PlanError([error(message, fix, location)]) from None
+
+
 def _read(path: Path, source: str) -> str:
-    where = Location(source)
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise PlanError([error("no such file", "check the path: a plan is a YAML file (plan.yaml) or a "
-                                               "spectacular plan.md", where)]) from None
+        _fail("no such file", "check the path: a plan is a YAML file (plan.yaml) or a spectacular plan.md",
+              Location(source))
     except IsADirectoryError:
-        inside = [p.name for p in (path / "plan.yaml", path / "plan.yml", path / "plan.md") if p.is_file()]
-        fix = f"give the plan file inside it: {path / inside[0]}" if inside else "give the path of a plan file"
-        raise PlanError([error("is a directory, not a plan file", fix, where)]) from None
+        inside = [p for p in (path / "plan.yaml", path / "plan.yml", path / "plan.md") if p.is_file()]
+        _fail("is a directory, not a plan file",
+              f"give the plan file inside it: {inside[0]}" if inside else "give the path of a plan file",
+              Location(source))
     except PermissionError:
-        raise PlanError([error("cannot be read: permission denied", "check the file's permissions",
-                               where)]) from None
+        _fail("cannot be read: permission denied", "check the file's permissions", Location(source))
     except OSError as exc:
-        raise PlanError([error(f"cannot be read: {exc.strerror or exc}", "check the path and the file",
-                               where)]) from None
+        _fail(f"cannot be read: {exc.strerror or exc}", "check the path and the file", Location(source))
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         before = raw[: exc.start]
-        line = before.count(b"\n") + 1
-        column = exc.start - (before.rfind(b"\n") + 1) + 1
-        raise PlanError([error(f"is not UTF-8 text (byte 0x{raw[exc.start]:02x})",
-                               "save the file as UTF-8", Location(source, line, column))]) from None
+        line, column = before.count(b"\n") + 1, exc.start - before.rfind(b"\n")
+        _fail(f"is not UTF-8 text (byte 0x{raw[exc.start]:02x})", "save the file as UTF-8",
+              Location(source, line, column))
 
 
-def _parse_yaml(text: str, source: str) -> tuple[Any, Positions, list[Diagnostic]]:
+_EMPTY_FIX = "start it with `plait: 1`, `name:` and a `tasks:` list (see examples/)"
+
+
+def _parse_yaml(text: str, source: str) -> tuple[dict[str, Any], Positions, list[Diagnostic]]:
+    """Compose the node tree (for positions and duplicate keys), then build plain data from it."""
     root: yaml.Node | None = None
+    top = Location(source, 1, 1)
     try:
-        loader = yaml.SafeLoader(text)  # checks for unprintable characters at once
+        loader = yaml.SafeLoader(text)  # rejects unprintable characters at once
         root = loader.get_single_node()
         if root is None:
-            raise PlanError([error("the plan is empty", "start it with `plait: 1`, `name:` and a `tasks:` list "
-                                                        "(see examples/)", Location(source, 1, 1))])
+            _fail("the plan is empty", _EMPTY_FIX, top)
         positions: Positions = {}
         duplicates = _walk(root, (), positions, source)
         data = loader.construct_document(root)
@@ -109,27 +113,23 @@ def _parse_yaml(text: str, source: str) -> tuple[Any, Positions, list[Diagnostic
     except yaml.MarkedYAMLError as exc:
         raise PlanError([_yaml_error(exc, source)]) from None
     except yaml.reader.ReaderError as exc:
-        line = text.count("\n", 0, exc.position) + 1
-        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
-        raise PlanError([error(f"invalid character {chr(exc.character)!r} (U+{exc.character:04X}) in YAML"
-                               if isinstance(exc.character, int) else "invalid character in YAML",
-                               "remove it: a plan is plain UTF-8 text", Location(source, line, column))]) from None
+        line, column = text.count("\n", 0, exc.position) + 1, exc.position - text.rfind("\n", 0, exc.position)
+        char = f" U+{exc.character:04X}" if isinstance(exc.character, int) else ""
+        _fail(f"invalid character{char} in YAML", "remove it: a plan is plain UTF-8 text",
+              Location(source, line, column))
     except yaml.YAMLError as exc:
-        raise PlanError([error(f"invalid YAML: {exc}", "fix the YAML syntax", Location(source, 1, 1))]) from None
+        _fail(f"invalid YAML: {exc}", "fix the YAML syntax", top)
     except RecursionError:
-        raise PlanError([error("the YAML is nested too deeply", "flatten the structure",
-                               Location(source, 1, 1))]) from None
-    except (ValueError, TypeError, OverflowError) as exc:  # PyYAML lets e.g. `2024-02-30` escape as ValueError
-        raise PlanError([error(f"a value cannot be read: {exc}", "quote values YAML may misread (dates, "
-                                                                 "numbers) so they stay text",
-                               _bad_scalar(root, source))]) from None
+        _fail("the YAML is nested too deeply", "flatten the structure", top)
+    except (ValueError, TypeError, OverflowError) as exc:  # PyYAML lets `2024-02-30` escape as ValueError
+        _fail(f"a value cannot be read: {exc}", "quote values YAML may misread (dates, numbers) so they stay "
+              "text", _bad_scalar(root, source))
+    start = locate_in(source, positions, ())
     if data is None:
-        raise PlanError([error("the plan is empty", "start it with `plait: 1`, `name:` and a `tasks:` list "
-                                                    "(see examples/)", locate_in(source, positions, ()))])
+        _fail("the plan is empty", _EMPTY_FIX, start)
     if not isinstance(data, dict):
-        raise PlanError([error(f"the top level of a plan must be a mapping of keys, not {kind(data)}",
-                               "start the file with `plait: 1`, `name: ...` and `tasks:` lines",
-                               locate_in(source, positions, ()))])
+        _fail(f"the top level of a plan must be a mapping of keys, not {kind(data)}",
+              "start the file with `plait: 1`, `name: ...` and `tasks:` lines", start)
     return data, positions, duplicates
 
 
@@ -153,7 +153,7 @@ def _walk(node: yaml.Node, keys: Keys, positions: Positions, source: str) -> lis
                 child = (*path, name)
                 mark = key_node.start_mark
                 if name in names:
-                    found.append(error(f"duplicate key '{name}'", "remove one of them: YAML keeps only the last",
+                    found.append(error(f"duplicate key '{name}'", "remove one of them (YAML keeps the last)",
                                        Location(source, mark.line + 1, mark.column + 1)))
                     continue
                 names.add(name)
@@ -228,7 +228,8 @@ def _to_model(data: dict[str, Any], positions: Positions, source: str, earlier: 
                            locate_in(source, positions, ())))
     elif version != 1 or isinstance(version, bool):
         found.append(error(f"unsupported plan format version {shown(version)}",
-                           "this plait reads format 1: add `plait: 1`", locate_in(source, positions, ("plait",))))
+                           "this plait reads format 1: add `plait: 1`",
+                           locate_in(source, positions, ("plait",))))
     try:
         plan = Plan.model_validate({**data, "plait": 1})
     except ValidationError as exc:

@@ -1,13 +1,11 @@
 """spectacular's `plan.md`, in both of its dialects, as plan data for `load.py` to type-check.
 
-One line-based parser reads the union of the two dialects:
-- plugin: YAML front matter (`feature:`), `## Phase 1: Name` then `**Strategy**: parallel`, `### Task 1.1: Name`,
-  `**Files**:` then a `- path` list, `**Complexity**: M (3h)`, `**Dependencies**: Task 1.1` or `None`,
-  `**Acceptance Criteria**:` then `- [ ] item` lines;
-- MCP server: `Run ID:`, `## Phase 1: Name (Parallel)`, `### Task 1-1: Name (M - 1h)`, `**Files:**` with an
-  inline list of backticked paths (or `- Files: ...` bullets), `**Dependencies:** 1-1, 1-2` or `None`.
-Other lines of a task become its prompt. plait extensions: `**Verify**: cmd` per task, `verify:` in the front
-matter (the default verify command).
+One line-based parser reads the union of the two dialects. Plugin: YAML front matter, `## Phase 1: Name` and
+`**Strategy**: parallel`, `### Task 1.1: Name`, `**Files**:` and a `- path` list, `**Complexity**: M (3h)`,
+`**Dependencies**: Task 1.1`, `**Acceptance Criteria**:` and `- [ ] item`s. MCP server: `Run ID:`,
+`## Phase 1: Name (Parallel)`, `### Task 1-1: Name (M - 1h)`, `**Files:**` with inline backticked paths (or
+`- Files: ...`), `**Dependencies:** 1-1`. A task's other lines become its prompt. plait's own additions:
+`**Verify**: command` in a task, `verify:` (the default verify command) in the front matter.
 
 Dependencies: a task's explicit ones win. Otherwise, in a sequential phase a task needs the task before it;
 the first task of a phase, and every task of a parallel phase, needs all earlier work, named by the earlier
@@ -33,20 +31,25 @@ Ref = tuple[str, int, int]  # text, line, column
 
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
-_PHASE = re.compile(r"^Phase\s+(?P<num>[^\s:]+)\s*(?::|\s|$)(?P<name>.*)$", re.I)
+_PHASE = re.compile(r"^Phase\s+(?P<num>\d[^\s:]*)\s*(?::|\s|$)(?P<name>.*)$", re.I)
 _STRATEGY_SUFFIX = re.compile(r"\s*[(\[]\s*(?P<s>parallel|sequential)\b[^)\]]*[)\]]\s*$", re.I)
 _TASK = re.compile(r"^Task\s+(?P<id>[^\s:]+?)\s*(?:[:—–]\s*|\s-\s*|\s+|$)(?P<title>.*)$", re.I)
-_COMPLEXITY_SUFFIX = re.compile(r"\s*\((?P<c>(?:XL|S|M|L)\b[^)]*)\)\s*$")
+_COMPLEXITY_SUFFIX = re.compile(r"\s*\((?P<c>(?:XL|XS|S|M|L)\b[^)]*)\)\s*$")
+_RULE = re.compile(r"^\s*([-*_])(\s*\1){2,}\s*$")  # a thematic break between tasks, not content
 _BOLD_FIELD = re.compile(r"^\s*(?:[-*+]\s+)?\*\*(?P<label>[^*:]+?)\s*(?::\s*\*\*|\*\*\s*:)\s*(?P<rest>.*)$")
-_PLAIN_FIELD = re.compile(r"^\s*(?:[-*+]\s+)?(?P<label>files|dependencies|depends on|complexity|verify|"
-                          r"acceptance criteria|strategy)\s*:\s*(?P<rest>.*)$", re.I)
-_ITEM = re.compile(r"^(?P<indent>\s*)[-*+]\s+(?:\[(?P<box>[ xX])\]\s*)?(?P<text>.*)$")
+# Without bold, only labels that cannot be ordinary prose (`- Verify: it works` is prose, not a command).
+_PLAIN_FIELD = re.compile(r"^\s*(?:[-*+]\s+)?(?P<label>files|dependencies|depends on|complexity|"
+                          r"acceptance criteria|strategy|feature)\s*:\s*(?P<rest>.*)$", re.I)
+_ITEM = re.compile(r"^\s*[-*+]\s+(?:\[(?P<box>[ xX])\]\s*)?(?P<text>.*)$")
 _LABELS = {"files": "files", "file": "files", "files to modify": "files", "files to create": "files",
            "dependencies": "deps", "dependency": "deps", "depends on": "deps", "requires": "deps",
-           "complexity": "complexity", "size": "complexity", "estimate": "estimate", "estimated time": "estimate",
-           "acceptance criteria": "acceptance", "acceptance": "acceptance", "verify": "verify",
-           "verification": "verify", "description": "description", "strategy": "strategy"}
-_SIZES = {"s": "S", "small": "S", "m": "M", "medium": "M", "l": "L", "large": "L", "xl": "XL"}
+           "complexity": "complexity", "size": "complexity", "estimate": "estimate",
+           "estimated time": "estimate", "acceptance criteria": "acceptance", "acceptance": "acceptance",
+           "verify": "verify", "verification": "verify", "description": "description", "strategy": "strategy",
+           "execution strategy": "strategy", "feature": "feature", "feature slug": "feature"}
+_COMPLEXITY = re.compile(r"^(?P<size>XL|XS|extra large|small|medium|large|S|M|L)\b"
+                         r"\s*[-–—(,:/]?\s*(?P<est>[^)]*)", re.I)
+_SIZES = {"xs": "S", "s": "S", "small": "S", "m": "M", "medium": "M", "l": "L", "large": "L", "xl": "XL"}
 _NONE = re.compile(r"^\s*(none|n/?a|-|—|no dependencies|)\s*\.?\s*$", re.I)
 
 
@@ -64,13 +67,11 @@ class _Task:  # filled in line by line while parsing, hence mutable
     line: int
     size: str | None = None
     estimate: str | None = None
-    size_at: tuple[int, int] | None = None
+    verify: str | None = None
     files: list[Ref] = field(default_factory=list)
-    files_at: tuple[int, int] | None = None
     deps: list[Ref] = field(default_factory=list)
-    deps_at: tuple[int, int] | None = None
     acceptance: list[Ref] = field(default_factory=list)
-    verify: Ref | None = None
+    at: dict[str, tuple[int, int]] = field(default_factory=dict)  # plan key -> (line, column) of its field
     body: list[str] = field(default_factory=list)
     needs: list[str] = field(default_factory=list)
 
@@ -100,7 +101,6 @@ class _Parser:
         self.phase: _Phase | None = None
         self.task: _Task | None = None
         self.target: str | None = None  # which field a following `- item` list belongs to
-        self.orphan = False  # task fields seen in this section without a task heading
 
     def at(self, line: int, column: int = 1) -> Location:
         return Location(self.source, line, column)
@@ -120,8 +120,8 @@ class _Parser:
                 self._heading(len(heading.group(1)), heading.group(2), n)
             elif self.task:
                 self._task_line(self.task, line, n)
-            elif self.phase and (found := _field(line)):
-                self._phase_line(self.phase, found[0], found[1], n)
+            elif found := _field(line):
+                self._section_line(found[0], found[1], n)
         return self._build()
 
     def _front_matter(self, lines: list[str]) -> int:
@@ -142,7 +142,7 @@ class _Parser:
         return end + 1
 
     def _heading(self, level: int, text: str, n: int) -> None:
-        self.task, self.target, self.orphan = None, None, False
+        self.task, self.target = None, None
         if level == 1:
             self.title = self.title or (text, n)
         elif level == 2:
@@ -159,12 +159,13 @@ class _Parser:
             if match and re.fullmatch(ID_PATTERN, match.group("id").rstrip(".")):
                 self._new_task(match.group("id").rstrip("."), match.group("title"), n)
             elif re.match(r"task\b", text, re.I):
-                self._broken()
-                self.errors.append(error(f"task heading '### {text}' has no id",
-                                         "write it as `### Task 1.1: Name` (ids: letters, digits, '.', '-')",
-                                         self.at(n)))
+                self._misplaced(f"task heading '### {text}' has no id",
+                                "write it as `### Task 1.1: Name` (ids: letters, digits, '.', '-')", n)
 
-    def _broken(self) -> None:
+    def _misplaced(self, message: str, fix: str, n: int, once: bool = False) -> None:
+        """A malformed task. Its phase is then not also reported as empty; `once`: one report per phase."""
+        if not (once and self.phase and self.phase.broken):
+            self.errors.append(error(message, fix, self.at(n)))
         if self.phase:
             self.phase.broken = True
 
@@ -181,7 +182,7 @@ class _Parser:
         self.task = task
 
     def _task_line(self, task: _Task, line: str, n: int) -> None:
-        if not line.strip():
+        if not line.strip() or _RULE.match(line):
             task.body.append("")
             return
         if found := _field(line):
@@ -204,11 +205,11 @@ class _Parser:
     def _field(self, task: _Task, label: str, rest: str, n: int, column: int, line: str) -> None:
         self.target = None
         if label == "files":
-            task.files_at = (n, 1)
+            task.at["files"] = (n, 1)
             task.files += _paths(rest, n, column, first_only=False)
             self.target = None if rest else "files"
         elif label == "deps":
-            task.deps_at = (n, 1)
+            task.at["needs"] = (n, 1)
             task.deps += [] if _NONE.match(rest) else _refs(rest, n, column)
             self.target = None if rest else "deps"
         elif label in ("complexity", "estimate"):
@@ -217,7 +218,7 @@ class _Parser:
             task.acceptance += [(rest, n, column)] if rest else []
             self.target = "acceptance"
         elif label == "verify" and rest:
-            task.verify = (rest.strip().strip("`"), n, column)
+            task.verify, task.at["verify"] = rest.strip().strip("`"), (n, column)
         elif label == "strategy" and self.phase:
             self.phase.strategy = self._strategy(rest, n)
         elif label == "description":
@@ -225,14 +226,17 @@ class _Parser:
         else:
             task.body.append(line)
 
-    def _phase_line(self, phase: _Phase, label: str, rest: str, n: int) -> None:
-        if label == "strategy":
-            phase.strategy = self._strategy(rest, n)
-        elif label in ("files", "complexity", "acceptance") and not self.orphan:
-            self.orphan = True  # once per section: the heading above is the problem
-            self._broken()
-            self.errors.append(error(f"`{label}` given outside any task", "start the task with a "
-                                     "`### Task 1.1: Name` heading", self.at(n)))
+    def _section_line(self, label: str, rest: str, n: int) -> None:
+        """A field outside any task: the phase's strategy, the feature's name, or a misplaced task field."""
+        if label == "feature" and not self.phases:
+            self.front.setdefault("feature", rest.strip("`*"))
+        elif self.phase is None:
+            return
+        elif label == "strategy":
+            self.phase.strategy = self._strategy(rest, n)
+        elif label in ("files", "complexity", "acceptance"):
+            self._misplaced(f"`{label}` given outside any task", "start the task with a `### Task 1.1: Name` "
+                            "heading", n, once=True)
 
     def _strategy(self, text: str, n: int) -> str | None:
         word = text.strip().strip("*`").lower()
@@ -245,15 +249,18 @@ class _Parser:
 
     def _complexity(self, task: _Task, text: str, n: int, column: int, only_estimate: bool = False) -> None:
         text = text.strip().strip("*`")
-        match = re.match(r"^(?P<size>XL|extra large|small|medium|large|S|M|L)\b\s*[-–—(,:/]?\s*(?P<est>[^)]*)",
-                         text, re.I)
+        match = _COMPLEXITY.match(text)
         if only_estimate or (not match and _estimate(text)):
             size, est = None, text
         elif match:
-            size, est = _SIZES[match.group("size").lower().replace("extra large", "xl")], match.group("est")
+            word = match.group("size").lower().replace("extra large", "xl")
+            size, est = _SIZES[word], match.group("est")
+            if word == "xs" and not est.strip():
+                est = "30m"  # plait has no XS: an S task, with the estimate XS stands for (< 1h)
         else:
             self.errors.append(error(f"task {task.id}: cannot read the complexity '{text}'",
-                                     "write S, M or L, optionally with an estimate, e.g. `M (2h)`", self.at(n, column)))
+                                     "write S, M or L, optionally with an estimate, e.g. `M (2h)`",
+                                     self.at(n, column)))
             return
         estimate = _estimate(est) if est.strip() else None
         if est.strip() and estimate is None:
@@ -261,17 +268,17 @@ class _Parser:
                                      "write it like 30m, 1.5h or 2h30m", self.at(n, column)))
         task.size = size or task.size
         task.estimate = estimate or task.estimate
-        task.size_at = (n, column)
+        task.at["size"] = task.at["estimate"] = (n, column)
 
     def _build(self) -> MarkdownPlan:
         tasks = [t for p in self.phases for t in p.tasks]
         if not tasks and not self.errors:
-            self.errors.append(error("no tasks found in this markdown plan", "write tasks as `### Task 1.1: Name` "
-                                     "under `## Phase 1: Name` headings", self.at(1)))
+            self.errors.append(error("no tasks found in this markdown plan", "write tasks as "
+                                     "`### Task 1.1: Name` under `## Phase 1: Name` headings", self.at(1)))
         for phase in self.phases:
             if not phase.tasks and not phase.broken:
-                self.errors.append(error(f"{phase.label} has no tasks", "add `### Task` sections to it or remove "
-                                         "the phase", self.at(phase.line)))
+                self.errors.append(error(f"{phase.label} has no tasks", "add `### Task` sections to it or "
+                                         "remove the phase", self.at(phase.line)))
             elif phase.tasks and phase.strategy is None:
                 phase.strategy = "sequential"
                 self.warnings.append(warning(f"{phase.label} does not say whether its tasks run in parallel; "
@@ -294,9 +301,9 @@ class _Parser:
                     task.needs.append(ids[_norm(ref)])
                 else:
                     others = [t.id for t in tasks if t is not task]
-                    self.errors.append(error(f"task {task.id} depends on '{ref}', which is not a task in this plan",
-                                             did_you_mean(ref, others, "refer to tasks by their id, e.g. `Task 1.1`"),
-                                             self.at(n, column)))
+                    fix = did_you_mean(ref, others, "refer to tasks by their id, e.g. `Task 1.1`")
+                    message = f"task {task.id} depends on '{ref}', which is not a task in this plan"
+                    self.errors.append(error(message, fix, self.at(n, column)))
         earlier: list[_Task] = []
         for phase in self.phases:
             # What a phase waits for: all earlier work, named by the tasks nothing earlier builds on.
@@ -311,36 +318,32 @@ class _Parser:
     def _data(self, tasks: list[_Task]) -> MarkdownPlan:
         positions: dict[Keys, tuple[int, int]] = {(): (1, 1)}
         title = self.title[0] if self.title else ""
-        name = re.sub(r"^(implementation\s+plan|plan|feature)\s*[:\-–—]\s*", "", title, flags=re.I).strip()
+        name = re.sub(r"^(implementation\s+plan|plan|feature)\s*[:\-–—]\s*", "", title, flags=re.I)
+        name = re.sub(r"\s*[-–—:]\s*implementation\s+plan\s*$", "", name, flags=re.I).strip()
         name = name or str(self.front.get("feature") or self.front.get("title") or Path(self.source).stem)
         if self.title:
             positions[("name",)] = (self.title[1], 1)
-        out: list[dict[str, Any]] = []
         for i, t in enumerate(tasks):
-            body = re.sub(r"\n{3,}", "\n\n", "\n".join(t.body)).strip()
-            item: dict[str, Any] = {"id": t.id, "title": t.title, "prompt": body or t.title, "needs": t.needs,
-                                    "files": [f for f, _, _ in t.files], "acceptance": [a for a, _, _ in t.acceptance]}
-            for key in ("", "id", "title", "prompt", "needs"):
-                positions[("tasks", i, key) if key else ("tasks", i)] = (t.line, 1)
-            if t.size:
-                item["size"] = t.size
-            if t.estimate:
-                item["estimate"] = t.estimate
-            if t.verify:
-                item["verify"] = t.verify[0]
-                positions[("tasks", i, "verify")] = t.verify[1:]
-            for key, at in (("size", t.size_at), ("estimate", t.size_at), ("files", t.files_at), ("needs", t.deps_at)):
-                if at:
-                    positions[("tasks", i, key)] = at
-            refs_by_key = [("files", t.files), ("acceptance", t.acceptance)]
-            for key, refs in refs_by_key + ([("needs", t.deps)] if len(t.deps) == len(t.needs) else []):
-                for j, (_, n, column) in enumerate(refs):
-                    positions[("tasks", i, key, j)] = (n, column)
-            out.append(item)
-        data: dict[str, Any] = {"plait": 1, "name": name, "tasks": out}
+            for keys in ((), ("id",), ("title",), ("prompt",), ("needs",)):
+                positions[("tasks", i, *keys)] = (t.line, 1)
+            positions.update({("tasks", i, key): at for key, at in t.at.items()})
+            lists = [("files", t.files), ("acceptance", t.acceptance)]
+            if len(t.deps) == len(t.needs):  # no `Phase N` reference expanded: positions line up
+                lists.append(("needs", t.deps))
+            for key, refs in lists:
+                positions.update({("tasks", i, key, j): (n, column) for j, (_, n, column) in enumerate(refs)})
+        data: dict[str, Any] = {"plait": 1, "name": name, "tasks": [_task_data(t) for t in tasks]}
         if isinstance(self.front.get("verify"), str):  # plait's extension: a default verify command
             data["defaults"] = {"verify": self.front["verify"]}
         return MarkdownPlan(data, positions, self.warnings)
+
+
+def _task_data(t: _Task) -> dict[str, Any]:
+    body = re.sub(r"\n{3,}", "\n\n", "\n".join(t.body)).strip()
+    item: dict[str, Any] = {"id": t.id, "title": t.title, "prompt": body or t.title, "needs": t.needs,
+                            "files": [f for f, *_ in t.files], "acceptance": [a for a, *_ in t.acceptance]}
+    optional = {"size": t.size, "estimate": t.estimate, "verify": t.verify}
+    return item | {key: value for key, value in optional.items() if value}
 
 
 def _field(line: str) -> tuple[str, str, int] | None:

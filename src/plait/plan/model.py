@@ -7,11 +7,20 @@ rejected by validation with advice to split.
 
 from __future__ import annotations
 
+import math
 import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    model_validator,
+)
 
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")
 ID_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?$"
@@ -22,21 +31,44 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("a duration is a number of minutes or text like 30s, 90m, 1.5h")
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return float(value) * 60.0
+        try:
+            seconds = float(value) * 60.0
+        except OverflowError:
+            raise ValueError("that number is too large for a duration") from None
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError("a duration is a finite, non-negative number")
+        return seconds
     if isinstance(value, str):
         text = value.strip().lower()
         if re.fullmatch(r"\d+(\.\d+)?", text):
-            return float(text) * 60.0
+            return parse_duration(float(text))
         match = _DURATION.match(text)
         if match and any(match.groups()):
             h, m, s = (float(g) if g else 0.0 for g in match.groups())
-            return h * 3600 + m * 60 + s
+            total = h * 3600 + m * 60 + s
+            if math.isfinite(total):
+                return total
     raise ValueError(f"{value!r} is not a duration: write e.g. 30s, 90m, 1.5h or 2h30m")
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+def _seconds_text(seconds: float) -> str:
+    """Serialize as `<seconds>s` so a dumped plan loads back to the same durations."""
+    return f"{seconds:.6f}".rstrip("0").rstrip(".") + "s"
+
+
+_DURATION_SCHEMA = {
+    "anyOf": [
+        {"type": "number", "minimum": 0, "description": "minutes"},
+        {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?\s*h)?\s*(\d+(\.\d+)?\s*m)?\s*(\d+(\.\d+)?\s*s)?\s*$",
+         "examples": ["30s", "90m", "1.5h", "2h30m"]},
+    ]
+}
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    PlainSerializer(_seconds_text, return_type=str),
+    WithJsonSchema(_DURATION_SCHEMA),
+]
 
 
 def format_duration(seconds: float) -> str:

@@ -318,7 +318,8 @@ def schema_diagnostic(err: Mapping[str, Any]) -> tuple[str, str]:
                 "give each check one of `run:`, `env:` or `tool:` (one check per condition)")
     if type_ in _BOUNDS:
         phrase, bound = _BOUNDS[type_]
-        return f"{here}: {shown(value)} is out of range", f"use a number {phrase} {(err.get('ctx') or {}).get(bound)}"
+        limit = (err.get("ctx") or {}).get(bound)
+        return f"{here}: {shown(value)} is out of range", f"use a number {phrase} {limit}"
     if type_ in _EXPECTED:
         got = f"{kind(value)} {shown(value)}" if scalar and not isinstance(value, bool) else shown(value)
         return f"{here}: expected {_EXPECTED[type_]}, got {got}", _type_fix(type_, value, last)

@@ -23,6 +23,7 @@ class Conversation:
     model: str
     input_tokens: int  # a deterministic estimate, so usage and cost are testable
     json_schema: dict[str, Any] | None = None  # set when the client asks for JSON output (side requests)
+    transcript: str = ""  # Aider: the user messages, which hold the files in the chat
 
 
 @dataclass(frozen=True)

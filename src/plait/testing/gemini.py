@@ -14,9 +14,10 @@ _ERRORS = {
     400: ("INVALID_ARGUMENT", "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576)."),
     401: ("UNAUTHENTICATED", "API key not valid. Please pass a valid API key."),
     403: ("PERMISSION_DENIED", "Permission denied on resource."),
-    429: ("RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
+    # "Please retry in" is how the API says when; Gemini CLI waits that long instead of its back-off.
+    429: ("RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota). Please retry in 0.2s."),
     500: ("INTERNAL", "An internal error has occurred. Please retry or report."),
-    503: ("UNAVAILABLE", "The model is overloaded. Please try again later."),
+    503: ("UNAVAILABLE", "The model is overloaded. Please retry in 0.2s."),
 }
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from plait.testing.dialect import Conversation, Reply, bearer, estimate_tokens, json_reply, sse, text_of
 from plait.testing.openai_responses import count_assistant_turns, openai_error
-from plait.testing.tools import Answer
+from plait.testing.tools import Answer, Flavor, flavor_for
 
 
 class ChatCompletions:
@@ -26,14 +26,16 @@ class ChatCompletions:
         tools = tuple(str((t.get("function") or {}).get("name", "")) for t in body.get("tools") or []
                       if isinstance(t, dict))
         system = "\n".join(text_of(m.get("content")) for m in messages if m.get("role") in ("system", "developer"))
+        aider = flavor_for((), system) in (Flavor.AIDER_DIFF, Flavor.AIDER_WHOLE)
         return Conversation(
-            turn=count_assistant_turns(messages, lambda m: m.get("role") == "assistant"),
+            turn=_aider_turn(messages) if aider else count_assistant_turns(messages, _is_assistant),
             tools=tools,
             system=system,
             main=bool(tools),
             stream=bool(body.get("stream")),
             model=str(body.get("model", "scripted")),
             input_tokens=estimate_tokens(messages),
+            transcript="\n".join(text_of(m.get("content")) for m in messages if m.get("role") == "user") if aider else "",
         )
 
     def reply(self, answer: Answer, conv: Conversation) -> Reply:
@@ -73,3 +75,29 @@ def _stream(head: dict[str, Any], content: str | None, calls: list[dict[str, Any
     # The usage chunk (asked for with stream_options.include_usage) has no choices.
     yield sse(None, {**head, "choices": [], "usage": usage})
     yield b"data: [DONE]\n\n"
+
+
+def _is_assistant(message: dict[str, Any]) -> bool:
+    return message.get("role") == "assistant"
+
+
+# Aider's reply when an answer named files that exist but are not in the chat: it adds them and
+# asks again without applying that answer, so the answer does not count as a turn.
+_AIDER_ADDED = "I added these files to the chat"
+
+
+def _aider_turn(messages: list[dict[str, Any]]) -> int:
+    """Aider's real turns: the messages after its examples and file context (each of which ends with
+    an assistant "Ok..." acknowledgment), less the answers it asked again for."""
+    last_ack = -1
+    for index, message in enumerate(messages):
+        content = text_of(message.get("content"))
+        if _is_assistant(message) and content.startswith("Ok") and len(content) < 120:
+            last_ack = index
+    rest = messages[last_ack + 1:]
+    turns = 0
+    for index, message in enumerate(rest):
+        following = text_of(rest[index + 1].get("content")) if index + 1 < len(rest) else ""
+        if _is_assistant(message) and not following.startswith(_AIDER_ADDED):
+            turns += 1
+    return turns

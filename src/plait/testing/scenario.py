@@ -118,8 +118,8 @@ class TurnPlan:
 def group_turns(steps: Sequence[Step], batch_edits: bool) -> list[tuple[list[Obstacle], list[Action]]]:
     """Split steps into turns: (the fail/hang steps before the turn, the actions of the turn).
 
-    With `batch_edits` (Aider: one answer applies every edit block in it) consecutive writes and
-    edits form one turn; otherwise every action is its own turn.
+    With `batch_edits` (Aider: it handles one answer per message, applying every edit block in it)
+    consecutive actions form one turn; otherwise every action is its own turn.
     """
     turns: list[tuple[list[Obstacle], list[Action]]] = []
     before: list[Obstacle] = []
@@ -131,9 +131,7 @@ def group_turns(steps: Sequence[Step], batch_edits: bool) -> list[tuple[list[Obs
                 before, actions = [], []
             before.append(step)
             continue
-        edits = isinstance(step, Write | Edit) and bool(actions) and isinstance(actions[-1], Write | Edit)
-        joins = batch_edits and edits
-        if actions and not joins:
+        if actions and not batch_edits:
             turns.append((before, actions))
             before, actions = [], []
         actions.append(step)

@@ -65,7 +65,7 @@ class ModelServer:
         self._failures: dict[tuple[str | None, int], int] = defaultdict(int)
         self._lock = threading.Lock()
         self.closing = threading.Event()
-        self._httpd = ThreadingHTTPServer((host, 0), _Handler)
+        self._httpd = _Server((host, 0), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.model_server = self  # type: ignore[attr-defined]
         self._thread: threading.Thread | None = None
@@ -143,7 +143,16 @@ class ModelServer:
             return dialect.error(plan.fail.status, plan.fail.message)
         if not plan.actions:
             return dialect.reply(Answer(text=plan.final_text), conv)
-        return dialect.reply(answer_for(plan.actions, flavor, working_dir(conv.system)), conv)
+        return dialect.reply(answer_for(plan.actions, flavor, working_dir(conv.system), conv.transcript), conv)
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up (a CLI killed by its timeout, a dropped keep-alive) is no error here.
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 _DIALECTS: dict[str, Dialect] = {

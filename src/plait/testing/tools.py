@@ -8,6 +8,7 @@ Aider offers no tools but describes its edit format in the system prompt.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
@@ -82,7 +83,18 @@ def _fence(content: str) -> str:
     return "````" if "```" in content else "```"
 
 
-def _aider_text(actions: Sequence[Action], flavor: Flavor) -> str:
+def _chat_file(transcript: str, path: str) -> str | None:
+    """A file's content as Aider shows the files in its chat: the path, a fence, the content, a fence."""
+    found = re.search(rf"(?ms)^{re.escape(path)}\n(`{{3,}})[^\n]*\n(.*?)^\1\s*$", transcript)
+    return found.group(2) if found else None
+
+
+def _whole_file(path: str, content: str) -> str:
+    fence = _fence(content)
+    return f"{path}\n{fence}\n{content}{'' if content.endswith(chr(10)) else chr(10)}{fence}"
+
+
+def _aider_text(actions: Sequence[Action], flavor: Flavor, transcript: str) -> str:
     parts: list[str] = []
     for action in actions:
         if isinstance(action, Text):
@@ -90,13 +102,20 @@ def _aider_text(actions: Sequence[Action], flavor: Flavor) -> str:
         elif isinstance(action, Run):
             parts.append(f"Run this yourself: `{action.command}`")  # aider runs no commands unattended
         elif isinstance(action, Write) and flavor is Flavor.AIDER_WHOLE:
-            fence = _fence(action.content)
-            parts.append(f"{action.path}\n{fence}\n{action.content}{'' if action.content.endswith(chr(10)) else chr(10)}{fence}")
+            parts.append(_whole_file(action.path, action.content))
         elif isinstance(action, Write):
             # Aider's SEARCH/REPLACE format creates a file from an empty SEARCH section.
             parts.append(_search_replace(action.path, "", action.content))
-        else:
+        elif flavor is Flavor.AIDER_DIFF:
             parts.append(_search_replace(action.path, action.old, action.new))
+        else:
+            # The whole-file format needs the file's content: once Aider has the file in its chat (it
+            # adds the files an answer names and asks again), the edited content can be sent.
+            current = _chat_file(transcript, action.path)
+            if current is None:
+                parts.append(f"I need to edit {action.path}.")
+            else:
+                parts.append(_whole_file(action.path, current.replace(action.old, action.new, 1)))
     return "\n\n".join(parts)
 
 
@@ -108,16 +127,17 @@ def _search_replace(path: str, old: str, new: str) -> str:
     return f"{path}\n{fence}\n<<<<<<< SEARCH\n{block(old)}=======\n{block(new)}>>>>>>> REPLACE\n{fence}"
 
 
-def answer_for(actions: Sequence[Action], flavor: Flavor, cwd: str | None = None) -> Answer:
+def answer_for(actions: Sequence[Action], flavor: Flavor, cwd: str | None = None, transcript: str = "") -> Answer:
     """The model's reply for one turn of scenario actions in the given CLI's terms.
 
     `cwd` (the working directory the CLI's system prompt states) makes paths absolute for the
-    CLIs whose file tools ask for absolute paths.
+    CLIs whose file tools ask for absolute paths. `transcript` is what Aider sent: the files in
+    its chat, which an edit in its whole-file format needs.
     """
     if cwd and flavor in (Flavor.CLAUDE, Flavor.OPENCODE, Flavor.GEMINI):
         actions = [_absolute(a, cwd) for a in actions]
     if flavor in (Flavor.AIDER_WHOLE, Flavor.AIDER_DIFF):
-        return Answer(text=_aider_text(actions, flavor))
+        return Answer(text=_aider_text(actions, flavor, transcript))
     calls: list[ToolCall] = []
     texts: list[str] = []
     for action in actions:

@@ -1,0 +1,133 @@
+"""Aider: `aider --message-file PROMPT --yes-always ...` (one message, apply the edits, exit).
+
+Aider has no JSON output, no session id and exits 0 even when the model call failed, so the
+result comes from its plain-text lines: `Applied edit to PATH`, `Tokens: 2.3k sent, 123 received.
+Cost: $0.01 message, $0.02 session.`, and its error lines. It never commits (plait captures the
+work) and keeps its history files in the log dir, not in the worktree.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any
+
+from plait.agents import cli_common as cli
+from plait.agents.base import AgentRequest, AgentResult, ErrorKind, Permission, Tokens
+
+STDOUT_FILE = "agent.stdout"  # plain text, not JSON lines
+_APPLIED = re.compile(r"^Applied edit to (.+?)\s*$")
+_TOKENS = re.compile(r"Tokens: ([\d.]+)([kKmM]?) sent(?:, ([\d.]+)([kKmM]?) cache write)?"
+                     r"(?:, ([\d.]+)([kKmM]?) cache hit)?, ([\d.]+)([kKmM]?) received")
+_COST = re.compile(r"Cost: \$([\d.]+) message, \$([\d.]+) session")
+# Lines aider prints when the model call failed (it still exits 0).
+_ERROR_LINE = re.compile(
+    r"litellm\.\w+Error|The API provider|has hit a token limit|exceeds the .*context|"
+    r"Unable to|Error: |error:|Traceback", re.I)
+_RETRYING = re.compile(r"^Retrying in [\d.]+ seconds")
+# Aider's start-up banner and notices: not part of what the model answered.
+_BANNER = re.compile(r"^(Aider v|Model: |Weak model: |Git repo: |Repo-map: |Update git |https://aider\.chat/|"
+                     r"Added .* to the chat|Warning: )")
+
+
+def _number(value: str, suffix: str) -> int:
+    scale = {"k": 1_000, "m": 1_000_000}.get(suffix.lower(), 1)
+    return int(float(value) * scale)
+
+
+class AiderAgent:
+    name = "aider"
+
+    def argv(self, request: AgentRequest, binary: str) -> list[str]:
+        profile, logs = request.profile, request.log_dir
+        message = logs / "aider-message.md"
+        message.write_text(request.prompt)
+        argv = [binary, "--message-file", str(message), "--yes-always", "--no-auto-commits", "--no-dirty-commits",
+                "--no-gitignore", "--no-analytics", "--no-check-update", "--no-show-model-warnings",
+                "--no-pretty", "--no-fancy-input", "--no-detect-urls", "--no-suggest-shell-commands", "--no-show-release-notes",
+                "--map-tokens", "0",  # no repo map: it would leave a tags cache in the worktree
+                "--input-history-file", str(logs / "aider.input.history"),
+                "--chat-history-file", str(logs / "aider.chat.history.md"),
+                "--llm-history-file", str(logs / "aider.llm.history")]
+        base_url = request.env.get("OPENAI_BASE_URL")
+        model = profile.model or ("openai/scripted" if base_url else None)
+        if model:
+            argv += ["--model", model]
+        if base_url:
+            argv += ["--openai-api-base", base_url]
+        if profile.permission is Permission.READ_ONLY:
+            argv += ["--dry-run"]  # aider's only way not to write: show the edits, apply none
+        return argv + list(profile.extra_args)
+
+    def env(self, request: AgentRequest) -> dict[str, str]:
+        env = dict(request.env)
+        env.update(cli.QUIET_ENV)
+        home = cli.private_home(request, "aider")
+        env["HOME"] = str(home)  # no ~/.aider.conf.yml, no analytics id
+        # Aider downloads a model price map at start unless a fresh, non-empty cache of it exists; this
+        # one makes it use the prices bundled with litellm, with no network traffic.
+        prices = home / ".aider" / "caches" / "model_prices_and_context_window.json"
+        if not prices.exists() or time.time() - prices.stat().st_mtime > 12 * 3600:
+            prices.parent.mkdir(parents=True, exist_ok=True)
+            prices.write_text('{"plait-placeholder": {"litellm_provider": "openai", "mode": "chat"}}')
+        env.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        env.setdefault("PYTHONIOENCODING", "utf-8")
+        env["COLUMNS"] = "1000"  # one message a line: aider wraps its output at the terminal width
+        return env
+
+    def run(self, request: AgentRequest) -> AgentResult:
+        binary = cli.find_binary(request, "aider")
+        if binary is None:
+            return cli.missing_binary(request, "aider")
+        request.log_dir.mkdir(parents=True, exist_ok=True)
+        done = cli.launch(request, self.argv(request, binary), self.env(request), None, STDOUT_FILE)
+        output = request.log_dir / STDOUT_FILE
+        lines = output.read_text(errors="replace").splitlines() if output.exists() else []
+        stopped = cli.stopped(request, done)
+        if stopped is None:
+            return replace(parse(lines, done.returncode, done.stderr), duration=done.duration)
+        # Aider retries a rate limit for about a minute: stopped while retrying one, that is the cause.
+        cause = parse(lines, None)
+        retrying = cause.error_kind in (ErrorKind.RATE_LIMIT, ErrorKind.OVERLOADED)
+        if retrying and stopped.error_kind is ErrorKind.TIMEOUT:
+            return replace(stopped, error_kind=cause.error_kind, error_message=f"{cause.error_message} (still "
+                           f"retrying when stopped after {request.timeout:.0f}s)")
+        return stopped
+
+
+def parse(lines: Iterable[str], exit_code: int | None, stderr: str = "") -> AgentResult:
+    """One AgentResult from aider's plain-text output."""
+    files: list[str] = []
+    tokens_in = tokens_out = cached = 0
+    cost: float | None = None
+    errors: list[str] = []
+    answer: list[str] = []
+    for line in lines:
+        applied = _APPLIED.match(line)
+        if applied:
+            files.append(applied.group(1))
+            continue
+        tokens = _TOKENS.search(line)
+        if tokens:
+            g = tokens.groups()
+            tokens_in += _number(g[0], g[1])
+            cached += _number(g[4], g[5]) if g[4] else 0
+            tokens_out += _number(g[6], g[7])
+            spent = _COST.search(line)
+            cost = float(spent.group(2)) if spent else cost
+            continue
+        if _ERROR_LINE.search(line):
+            errors.append(line.strip())
+        elif line.strip() and not _RETRYING.match(line) and not _BANNER.match(line):
+            answer.append(line.strip())
+    common: dict[str, Any] = {"summary": "\n".join(answer[-20:]), "cost_usd": cost,
+                              "tokens": Tokens(tokens_in, tokens_out, cached), "turns": 1 if tokens_in else None,
+                              "files_changed": cli.unique(files)}
+    # A model reply (its token line) with no error after it is a success; aider's exit code is 0 either way.
+    if exit_code in (0, None) and tokens_in and not errors:
+        return AgentResult(True, exit_code, **common)
+    message = " ".join(errors[-3:]) or stderr.strip()[-500:] or "aider got no answer from the model"
+    kind = cli.classify(message) or (ErrorKind.CRASH if (exit_code or 0) < 0 else ErrorKind.UNKNOWN)
+    return AgentResult(False, exit_code, error_kind=kind, error_message=message, **common)
