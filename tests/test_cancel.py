@@ -18,7 +18,7 @@ def wait_for(repo: Path, kind: str, timeout: float = 60) -> str:
             run_id = latest_run(repo)
             if any(e["kind"] == kind for e in events(repo, run_id)):
                 return run_id
-        except Exception:  # noqa: BLE001 - the database may not exist yet
+        except Exception:
             pass
         time.sleep(0.05)
     raise AssertionError(f"no {kind} event")
@@ -39,7 +39,7 @@ def test_status_while_running_then_cancel_stops_agents(tmp_path: Path) -> None:
         started = time.monotonic()
         done = plait(repo, "cancel", run_id)
         assert done.returncode == 0, done.stderr
-        out, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=60)
         assert time.monotonic() - started < 20, "cancel must not wait for the 60 s agents"
     finally:
         if proc.poll() is None:

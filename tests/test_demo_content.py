@@ -107,7 +107,7 @@ def _run(command: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedPr
 def test_the_plan_is_complete_and_uses_the_script_agent() -> None:
     assert PLAN.defaults.agent == "script"
     assert len(PLAN.tasks) == 10 and len(TASKS) == 10
-    assert PLAN.integration.verify == "python -m pytest -q"
+    assert PLAN.integration.verify == "python3 -m pytest -q"
     assert PLAN.preflight, "the demo checks for pytest before it starts"
     listed: set[str] = set()
     for task in PLAN.tasks:
@@ -115,7 +115,7 @@ def test_the_plan_is_complete_and_uses_the_script_agent() -> None:
         listed.add(task.id)
         assert task.agent is None and task.prompt and task.acceptance and task.estimate, task.id
         own_tests = [f for f in task.files if f.startswith("tests/test_")]
-        assert task.verify == f"python -m pytest -q {own_tests[0]}", task.id
+        assert task.verify == f"python3 -m pytest -q {own_tests[0]}", task.id
         assert task.script is not None and 1 <= task.script.delay <= 3, task.id
         assert not task.script.run and not task.script.fail, task.id
     for contract in PLAN.contracts:
@@ -149,7 +149,7 @@ def test_the_project_template_passes_its_own_tests(tmp_path: Path, python_on_pat
     assert (root / ".gitignore").read_text().count("__pycache__") == 1
     created = {path for task in PLAN.tasks if task.script for path in task.script.write}
     assert not [path for path in created if (root / path).exists()], "the template holds a task's file"
-    done = _run("python -m pytest -q", root, python_on_path)
+    done = _run("python3 -m pytest -q", root, python_on_path)
     assert done.returncode == 0, done.stdout + done.stderr
 
 

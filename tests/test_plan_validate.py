@@ -108,9 +108,13 @@ def test_estimates_over_the_limit_must_be_split() -> None:
     assert errors(plan(task("ok", estimate="6h"))) == []
 
 
-def test_infinite_durations() -> None:
-    d = only(errors(plan(task("a", timeout=float("inf")))))
-    assert "finite" in d.message
+def test_infinite_durations_are_located_errors(tmp_path: Path) -> None:
+    path = tmp_path / "plan.yaml"
+    path.write_text("plait: 1\nname: x\ntasks:\n  - id: a\n    title: A\n    prompt: p\n    timeout: .inf\n")
+    with pytest.raises(PlanError) as info:
+        load_plan(path)
+    assert str(info.value).startswith(f"{path}:7:")
+    assert "finite" in str(info.value)
 
 
 @pytest.mark.parametrize(

@@ -123,8 +123,9 @@ def test_preflight_failure_blocks_the_run_with_one_line_per_check(tmp_path: Path
         api.start(plan, RunOptions(), cwd=repo)
     lines = info.value.lines()
     assert len(lines) == 4
-    assert "no-such-tool-xyz" in lines[0] and "PLAIT_TEST_UNSET_VAR" in lines[1] and "exit 4" in lines[2] or \
-        "exited 4" in lines[2]
+    assert "no-such-tool-xyz" in lines[0]
+    assert "PLAIT_TEST_UNSET_VAR" in lines[1]
+    assert "exited 4" in lines[2]
 
 
 def test_stack_delivery_restacks_branches_in_dependency_order(tmp_path: Path) -> None:

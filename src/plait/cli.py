@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
         raise
     except BrokenPipeError:
         sys.exit(EXIT_USER_ERROR)
-    except Exception as exc:  # noqa: BLE001 - the one place bugs are turned into a log file
+    except Exception as exc:
         path = _bug_log(exc)
         click.echo(f"plait: internal error: {exc!r} — this is a bug; the traceback is in {path}", err=True)
         sys.exit(EXIT_BUG)

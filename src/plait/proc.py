@@ -7,6 +7,7 @@ agent that prints megabytes never fills a pipe or our memory.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -54,10 +55,8 @@ def stop_group(proc: subprocess.Popen[bytes], grace: Sequence[float] = STOP_GRAC
             log.info("pid %s still alive %.1fs after %s", proc.pid, wait, sig.name)
     rc = proc.wait()
     # The leader may be gone while children it left behind still hold the group.
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
     return rc
 
 

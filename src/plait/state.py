@@ -112,7 +112,8 @@ class Store:
             for position, (task_id, title) in enumerate(tasks):
                 db.execute("INSERT INTO tasks(run_id, task_id, title, position, state) VALUES(?,?,?,?,?)",
                            (run_id, task_id, title, position, "pending"))
-            self._event(db, run_id, None, "run.created", {"tasks": [t for t, _ in tasks], "plan": fields.get("plan_path")})
+            data = {"tasks": [t for t, _ in tasks], "plan": fields.get("plan_path")}
+            self._event(db, run_id, None, "run.created", data)
         return run_id
 
     def emit(

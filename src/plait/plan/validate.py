@@ -8,7 +8,6 @@ integration checkpoint) are judgements about a valid plan and live in `plait.pla
 from __future__ import annotations
 
 import difflib
-import math
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -157,13 +156,6 @@ def _sizes(plan: Plan, locate: Locate) -> list[Diagnostic]:
             out.append(error(f"task '{t.id}' is estimated at {format_duration(t.estimate)}, over the "
                              f"{format_duration(MAX_TASK_SECONDS)} limit for one agent", split,
                              locate("tasks", i, "estimate")))
-        for key, value in (("estimate", t.estimate), ("timeout", t.timeout)):
-            if value is not None and not math.isfinite(value):
-                out.append(error(f"task '{t.id}': `{key}` must be a finite duration",
-                                 "write e.g. 30s, 90m, 1.5h or 2h30m", locate("tasks", i, key)))
-    if not math.isfinite(plan.defaults.timeout):
-        out.append(error("`defaults.timeout` must be a finite duration", "write e.g. 30m",
-                         locate("defaults", "timeout")))
     return out
 
 

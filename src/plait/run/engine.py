@@ -154,7 +154,7 @@ class Engine:
     def _finish(self, tid: str, fut: Future[TaskRecord]) -> None:
         try:
             rec = fut.result()
-        except Exception as exc:  # noqa: BLE001 - a bug in one attempt must not lose the run's state
+        except Exception as exc:
             self._fail(tid, f"internal error: {exc!r}", "crash")
             return
         now = time.time()

@@ -8,9 +8,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from plait.evidence import VerifyResult
 from plait.git import merge, stack, workspace
 from plait.run.task import RunContext, _verify
-from plait.evidence import VerifyResult
 
 Emit = Callable[..., Any]
 

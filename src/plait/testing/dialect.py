@@ -103,4 +103,4 @@ def minimal_json(schema: object) -> object:
     if kind == "object":
         props = schema.get("properties") or {}
         return {name: minimal_json(props.get(name)) for name in schema.get("required") or props}
-    return {"string": "ok", "integer": 1, "number": 1, "boolean": False, "array": []}.get(kind, None)
+    return {"string": "ok", "integer": 1, "number": 1, "boolean": False, "array": []}.get(kind)

@@ -49,6 +49,26 @@ def count_assistant_turns(items: list[Any], is_assistant: Any) -> int:
     return turns
 
 
+def _additional_tools(items: list[Any]) -> list[Any]:
+    """Tools Codex offers inside the input (its code mode puts them in an `additional_tools` item)."""
+    found: list[Any] = []
+    for item in items:
+        if isinstance(item, dict) and item.get("type") == "additional_tools":
+            found += item.get("tools") or []
+    return found
+
+
+def _tool_names(tools: list[Any]) -> list[str]:
+    names: list[str] = []
+    for tool in tools:
+        if isinstance(tool, dict):
+            if tool.get("type") == "namespace":
+                names += _tool_names(tool.get("tools") or [])
+            elif tool.get("name"):
+                names.append(str(tool["name"]))
+    return names
+
+
 def _is_assistant(item: dict[str, Any]) -> bool:
     return item.get("type") in _ASSISTANT_ITEMS or item.get("role") == "assistant"
 
@@ -62,7 +82,7 @@ class Responses:
     def conversation(self, path: str, body: dict[str, Any]) -> Conversation:
         items = body.get("input")
         items = items if isinstance(items, list) else [{"role": "user", "content": items}]
-        tools = tuple(str(t.get("name", "")) for t in body.get("tools") or [] if isinstance(t, dict))
+        tools = tuple(_tool_names([*(body.get("tools") or []), *_additional_tools(items)]))
         return Conversation(
             turn=count_assistant_turns(items, _is_assistant),
             tools=tools,
@@ -80,9 +100,13 @@ class Responses:
                            "status": "completed",
                            "content": [{"type": "output_text", "text": answer.text or "done", "annotations": []}]})
         for call in answer.calls:
-            output.append({"type": "function_call", "id": f"fc_{uuid.uuid4().hex[:20]}",
-                           "call_id": f"call_{uuid.uuid4().hex[:20]}", "name": call.name,
-                           "arguments": call.json, "status": "completed"})
+            ident = {"call_id": f"call_{uuid.uuid4().hex[:20]}", "name": call.name, "status": "completed"}
+            if call.custom is not None:
+                output.append({"type": "custom_tool_call", "id": f"ctc_{uuid.uuid4().hex[:20]}", **ident,
+                               "input": call.custom})
+            else:
+                output.append({"type": "function_call", "id": f"fc_{uuid.uuid4().hex[:20]}", **ident,
+                               "arguments": call.json})
         out_tokens = estimate_tokens(output)
         usage = {"input_tokens": conv.input_tokens, "input_tokens_details": {"cached_tokens": 0},
                  "output_tokens": out_tokens, "output_tokens_details": {"reasoning_tokens": 0},
@@ -107,6 +131,8 @@ def _stream(response: dict[str, Any]) -> Iterator[bytes]:
             opened["content"] = []
         elif item["type"] == "function_call":
             opened["arguments"] = ""
+        elif item["type"] == "custom_tool_call":
+            opened["input"] = ""
         yield sse("response.output_item.added", {"type": "response.output_item.added", "sequence_number": next(seq),
                                                  "output_index": index, "item": opened})
         if item["type"] == "message":
@@ -114,7 +140,7 @@ def _stream(response: dict[str, Any]) -> Iterator[bytes]:
             yield sse("response.output_text.delta", {"type": "response.output_text.delta",
                                                      "sequence_number": next(seq), "item_id": item["id"],
                                                      "output_index": index, "content_index": 0, "delta": text})
-        else:
+        elif item["type"] == "function_call":
             yield sse("response.function_call_arguments.delta",
                       {"type": "response.function_call_arguments.delta", "sequence_number": next(seq),
                        "item_id": item["id"], "output_index": index, "delta": item["arguments"]})

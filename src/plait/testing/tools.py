@@ -21,6 +21,7 @@ from plait.testing.scenario import Action, Edit, Run, Text, Write
 class Flavor(StrEnum):
     CLAUDE = "claude"
     CODEX = "codex"
+    CODEX_CODE_MODE = "codex-code-mode"  # Codex's known models: one `exec` tool running JavaScript
     GEMINI = "gemini"
     OPENCODE = "opencode"
     AIDER_WHOLE = "aider-whole"
@@ -32,6 +33,7 @@ class Flavor(StrEnum):
 class ToolCall:
     name: str
     arguments: dict[str, Any]
+    custom: str | None = None  # the raw input of a free-form ("custom") tool instead of JSON arguments
 
     @property
     def json(self) -> str:
@@ -51,6 +53,8 @@ def flavor_for(tools: Collection[str], system_prompt: str = "") -> Flavor:
         return Flavor.CLAUDE
     if "exec_command" in tools or "shell" in tools:
         return Flavor.CODEX
+    if "exec" in tools and "wait" in tools:
+        return Flavor.CODEX_CODE_MODE
     if "write_file" in tools or "run_shell_command" in tools:
         return Flavor.GEMINI
     if "write" in tools and "bash" in tools:
@@ -174,6 +178,14 @@ def _tool_call(action: Write | Edit | Run, flavor: Flavor) -> list[ToolCall] | N
         if isinstance(action, Edit):
             return [ToolCall("exec_command", {"cmd": _shell_edit(action)})]
         return [ToolCall("exec_command", {"cmd": action.command})]
+    if flavor is Flavor.CODEX_CODE_MODE:
+        if isinstance(action, Write):
+            command = _shell_write(action.path, action.content)
+        else:
+            command = _shell_edit(action) if isinstance(action, Edit) else action.command
+        # The nested exec_command tool runs the command; its result is handed back as the cell's text.
+        script = f"const result = await tools.exec_command({json.dumps({'cmd': command})});\ntext(result);\n"
+        return [ToolCall("exec", {}, custom=script)]
     if flavor is Flavor.GEMINI:
         if isinstance(action, Write):
             return [ToolCall("write_file", {"file_path": action.path, "content": action.content})]
