@@ -64,3 +64,20 @@ def test_schema_is_json() -> None:
     result = CliRunner().invoke(cli, ["schema"])
     schema = json.loads(result.output)
     assert schema["properties"]["plait"]["const"] == 1
+
+
+def test_a_bug_exits_3_with_the_traceback_in_a_log(monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from plait import cli as cli_module
+
+    def boom(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(cli_module.cli, "main", boom)
+    with pytest.raises(SystemExit) as info:
+        cli_module.main(["status"])
+    assert info.value.code == 3
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "this is a bug" in err
+    log = Path(err.rsplit("traceback is in ", 1)[1].strip())
+    assert "RuntimeError: simulated bug" in log.read_text()

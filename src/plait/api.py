@@ -65,7 +65,7 @@ def _agent_env(profile: Profile) -> dict[str, str]:
 
 def _context(repo: Repo, plan: Plan, run_id: str, base_sha: str) -> RunContext:
     profiles = _profiles(repo.root)
-    unknown = sorted({plan.agent_for(t) for t in plan.tasks} - set(profiles))
+    unknown = sorted({plan.agent_for(t, profiles) for t in plan.tasks} - set(profiles))
     if unknown:
         raise PlaitError(f"unknown agent profile(s): {', '.join(unknown)}",
                          f"define them in plait.toml [profiles.NAME] or use one of {', '.join(sorted(profiles))}")

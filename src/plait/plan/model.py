@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Collection
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -194,8 +195,13 @@ class Plan(_Strict):
     def verify_for(self, task: Task) -> str | None:
         return task.verify if task.verify is not None else self.defaults.verify
 
-    def agent_for(self, task: Task) -> str:
-        return task.agent or self.defaults.agent
+    def agent_for(self, task: Task, profiles: Collection[str] = ()) -> str:
+        """The task's profile: its `agent`, else a profile named after its `role`, else the default."""
+        if task.agent:
+            return task.agent
+        if task.role and task.role in profiles:
+            return task.role
+        return self.defaults.agent
 
     def timeout_for(self, task: Task) -> float:
         return task.timeout if task.timeout is not None else self.defaults.timeout

@@ -63,7 +63,7 @@ class Engine:
         self.cancel = threading.Event()
         plan = ctx.plan
         self.plan: Plan = plan
-        jobs = [Job(t.id, tuple(t.needs), t.seconds, plan.agent_for(t)) for t in plan.tasks]
+        jobs = [Job(t.id, tuple(t.needs), t.seconds, plan.agent_for(t, ctx.profiles)) for t in plan.tasks]
         ceilings = {name: min(p.concurrency or options.jobs, options.jobs) for name, p in ctx.profiles.items()}
         self.limits = AdaptiveLimits(ceilings)
         self.sched = Scheduler(jobs, options.jobs, dict(self.limits.current))
@@ -142,7 +142,7 @@ class Engine:
         attempt = self.attempts.get(tid, 0) + 1
         self.attempts[tid] = attempt
         now = time.time()
-        self.emit("task.started", tid, {"attempt": attempt, "profile": self.plan.agent_for(task)},
+        self.emit("task.started", tid, {"attempt": attempt, "profile": self.plan.agent_for(task, self.ctx.profiles)},
                   task={"state": "running", "attempt": attempt, "started_at": now, "finished_at": None,
                         "error": None, "branch": self.ctx.paths.branch(tid)},
                   attempt={"attempt": attempt, "started_at": now, "outcome": "running"})

@@ -138,7 +138,7 @@ def run_attempt(
     folder = paths.task_dir(task.id)
     log_dir = folder / "logs" / f"attempt-{attempt}"
     log_dir.mkdir(parents=True, exist_ok=True)
-    profile = ctx.profiles[plan.agent_for(task)]
+    profile = ctx.profiles[plan.agent_for(task, ctx.profiles)]
     branch = paths.branch(task.id)
     base = ctx.base_sha
     agent_info: dict[str, Any] = {"profile": profile.name, "adapter": profile.adapter}
