@@ -21,8 +21,8 @@ def test_crash_by_signal_is_retried_with_backoff_and_then_succeeds(tmp_path: Pat
     # First attempt: the agent dies by SIGKILL (a crash, transient). Second: it writes its file.
     command = (f"if [ ! -e {marker} ]; then touch {marker}; kill -9 $$; fi; "
                "echo done > out.txt")
-    repo = make_repo(tmp_path / "repo", {"README.md": "x\n",
-                                         "plait.toml": f"[profiles.flaky]\nadapter = \"shell\"\ncommand = '{command}'\n"})
+    toml = f"[profiles.flaky]\nadapter = \"shell\"\ncommand = '{command}'\n"
+    repo = make_repo(tmp_path / "repo", {"README.md": "x\n", "plait.toml": toml})
     status, run_id = start(repo, [{"id": "a", "title": "flaky", "prompt": "p", "agent": "flaky",
                                    "files": ["out.txt"], "verify": "test -f out.txt"}])
     assert status == "completed"
@@ -57,7 +57,8 @@ def test_profile_concurrency_limit_is_respected(tmp_path: Path) -> None:
 def test_role_selects_a_profile_of_that_name(tmp_path: Path) -> None:
     toml = "[profiles.tester]\nadapter = \"shell\"\ncommand = 'echo tested > tested.txt'\n"
     repo = make_repo(tmp_path / "repo", {"README.md": "x\n", "plait.toml": toml})
-    status, _ = start(repo, [{"id": "t", "title": "t", "prompt": "p", "role": "tester", "verify": "test -f tested.txt"}])
+    tester = {"id": "t", "title": "t", "prompt": "p", "role": "tester", "verify": "test -f tested.txt"}
+    status, _ = start(repo, [tester])
     assert status == "completed"
 
 
