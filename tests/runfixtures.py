@@ -90,3 +90,18 @@ def snapshot(repo: Path) -> dict[str, str]:
         "files": "\n".join(f"{p.relative_to(repo)}:{p.read_bytes().hex()}" for p in sorted(repo.rglob("*"))
                            if p.is_file() and ".git" not in p.parts and ".plait" not in p.parts),
     }
+
+
+def require_cli(name: str) -> Path:
+    """A real agent CLI from the project cache: missing fails in CI, skips locally with what to run."""
+    import pytest
+
+    from plait.testing import agent_bin
+
+    found = agent_bin(name)
+    if found is None:
+        message = f"{name} is not installed: run scripts/install-agent-clis"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return found

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,8 @@ from plait.run.engine import Engine, Listener, RunOptions
 from plait.run.preflight import preflight
 from plait.run.task import RunContext, RunPaths, verify_environment
 from plait.state import Store, db_path
+
+TaskEnv = Callable[[str], dict[str, str]]
 
 # A run whose process has not written a heartbeat for this long is considered dead.
 STALE_SECONDS = 15.0
@@ -57,20 +61,22 @@ def _make_agent(profile: Profile) -> Agent:
     return make_agent(profile)
 
 
-def _agent_env(profile: Profile) -> dict[str, str]:
+def _agent_env(profile: Profile, task_id: str) -> dict[str, str]:
     from plait.profiles import env_for
 
     return env_for(profile, os.environ)
 
 
-def _context(repo: Repo, plan: Plan, run_id: str, base_sha: str) -> RunContext:
+def _context(repo: Repo, plan: Plan, run_id: str, base_sha: str, task_env: TaskEnv | None = None) -> RunContext:
     profiles = _profiles(repo.root)
     unknown = sorted({plan.agent_for(t, profiles) for t in plan.tasks} - set(profiles))
     if unknown:
         raise PlaitError(f"unknown agent profile(s): {', '.join(unknown)}",
                          f"define them in plait.toml [profiles.NAME] or use one of {', '.join(sorted(profiles))}")
     return RunContext(plan=plan, git=repo.git, paths=RunPaths(repo.root, run_id), base_sha=base_sha,
-                      profiles=profiles, make_agent=_make_agent, agent_env=_agent_env,
+                      profiles=profiles, make_agent=_make_agent,
+                      agent_env=_agent_env if task_env is None else
+                      (lambda profile, task_id: {**_agent_env(profile, task_id), **task_env(task_id)}),
                       verify_env=verify_environment())
 
 
@@ -95,15 +101,22 @@ def execute(repo: Repo, run_id: str, listener: Listener | None = None, resume: b
     row = _run_row(repo, run_id)
     plan = Plan.model_validate_json(row["plan_json"])
     options = RunOptions(**json.loads(row["options_json"]))
-    engine = Engine(_context(repo, plan, run_id, row["base_sha"]), repo.store, options, listener)
-    if resume:
-        _clean_stale(repo, run_id)
-        engine.restore()
-    try:
-        return engine.execute()
-    except KeyboardInterrupt:
-        repo.store.emit(run_id, "run.interrupted", None, {}, run={"status": "interrupted"})
-        raise
+    with ExitStack() as stack:
+        task_env: TaskEnv | None = None
+        if options.rehearse:
+            from plait.run.rehearse import rehearsal
+
+            server, task_env = stack.enter_context(rehearsal(plan, run_id, options.rehearse_latency))
+            repo.store.emit(run_id, "rehearsal.server", None, {"url": server.url})
+        engine = Engine(_context(repo, plan, run_id, row["base_sha"], task_env), repo.store, options, listener)
+        if resume:
+            _clean_stale(repo, run_id)
+            engine.restore()
+        try:
+            return engine.execute()
+        except KeyboardInterrupt:
+            repo.store.emit(run_id, "run.interrupted", None, {}, run={"status": "interrupted"})
+            raise
 
 
 def resume(run_id: str, listener: Listener | None = None, cwd: Path | None = None) -> tuple[Repo, str]:

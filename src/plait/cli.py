@@ -57,12 +57,19 @@ def check(plans: tuple[Path, ...], jobs: int | None, as_json: bool) -> None:
 @click.option("--deliver", type=click.Choice(["branch", "stack"]), default="branch", show_default=True,
               help="branch: one integration branch; stack: a branch per task stacked in dependency order.")
 @click.option("--max-cost", type=click.FloatRange(0), help="Stop starting tasks once this many USD are spent.")
-def run_cmd(plan: Path, jobs: int, deliver: str, max_cost: float | None) -> None:
+@click.option("--rehearse", is_flag=True,
+              help="Run the profiles' real agent CLIs against plait's scripted model server (no tokens spent).")
+@click.option("--rehearse-latency", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Seconds per scripted model turn in a rehearsal.")
+def run_cmd(plan: Path, jobs: int, deliver: str, max_cost: float | None, rehearse: bool,
+            rehearse_latency: float) -> None:
     """Run PLAN: every task in its own worktree, in parallel, verified, then integrated."""
     from plait.commands.run import run
     from plait.run.engine import RunOptions
 
-    sys.exit(run(plan, RunOptions(jobs=jobs, deliver=deliver, max_cost=max_cost), _console()))
+    options = RunOptions(jobs=jobs, deliver=deliver, max_cost=max_cost, rehearse=rehearse,
+                         rehearse_latency=rehearse_latency)
+    sys.exit(run(plan, options, _console()))
 
 
 @cli.command()

@@ -104,6 +104,11 @@ def describe(kind: str, task: str | None, data: Mapping[str, Any]) -> str:
         return f"integration test {'passed' if data.get('ok') else 'FAILED'}: {data.get('command')}"
     if kind == "integration.conflict":
         return f"integration CONFLICT: {data.get('conflict')}"
+    if kind == "run.budget_spent":
+        return (f"--max-cost reached: ${data.get('spent', 0):.4f} spent of ${data.get('max_cost', 0):.4f}; "
+                f"not starting {', '.join(data.get('not_started', [])) or 'anything more'}; running tasks finish")
+    if kind == "run.cancelling":
+        return f"cancelling ({data.get('why')}): running agents are being stopped"
     if kind == "delivered":
         return "delivered " + ", ".join(data.get("branches", {}))
     rest = " ".join(f"{k}={v}" for k, v in data.items() if not isinstance(v, list | dict))

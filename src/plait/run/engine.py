@@ -47,6 +47,8 @@ class RunOptions:
     deliver: str = "branch"  # "branch" | "stack"
     max_cost: float | None = None
     retry_base_seconds: float = 1.0
+    rehearse: bool = False  # real agent CLIs against plait's scripted model server
+    rehearse_latency: float = 0.0  # seconds per scripted model turn
 
 
 Listener = Callable[[str, str | None, Mapping[str, Any]], None]

@@ -58,7 +58,7 @@ class RunContext:
     base_sha: str
     profiles: Mapping[str, Profile]
     make_agent: Callable[[Profile], Agent]
-    agent_env: Callable[[Profile], dict[str, str]]
+    agent_env: Callable[[Profile, str], dict[str, str]]  # (profile, task id) -> the agent's environment
     verify_env: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -165,7 +165,7 @@ def run_attempt(
     prompt = build_prompt(plan, task, dep_contexts)
     (log_dir / "prompt.md").write_text(prompt)
     timeout = profile.timeout or plan.timeout_for(task)
-    request = AgentRequest(task.id, prompt, worktree, log_dir, profile, timeout, ctx.agent_env(profile),
+    request = AgentRequest(task.id, prompt, worktree, log_dir, profile, timeout, ctx.agent_env(profile, task.id),
                            script=task.script, cancel=cancel)
     result = _run_agent(ctx.make_agent(profile), request)
     agent_info.update(ok=result.ok, exit_code=result.exit_code, summary=redact(result.summary),
