@@ -97,12 +97,14 @@ def start(plan_path: Path, options: RunOptions, cwd: Path | None = None) -> tupl
     return repo, run_id
 
 
-def execute(repo: Repo, run_id: str, listener: Listener | None = None, resume: bool = False) -> str:
+def execute(repo: Repo, run_id: str, listener: Listener | None = None, resume: bool = False,
+            task_env: TaskEnv | None = None) -> str:
+    """Run (or continue) a recorded run to its end. `task_env(task_id)` adds variables to each agent's
+    environment (tests point agents at their own scripted model server this way)."""
     row = _run_row(repo, run_id)
     plan = Plan.model_validate_json(row["plan_json"])
     options = RunOptions(**json.loads(row["options_json"]))
     with ExitStack() as stack:
-        task_env: TaskEnv | None = None
         if options.rehearse:
             from plait.run.rehearse import rehearsal
 
