@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from plait.testing import agent_bin  # noqa: E402
+from plait.testing import agent_bin
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

@@ -19,9 +19,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from agentkit import STREAMS, run_cli  # noqa: E402
+from agentkit import STREAMS, run_cli
 
-from plait.testing import ModelServer, Scenario, edit, fail, run, text, write  # noqa: E402
+from plait.testing import ModelServer, Scenario, edit, fail, run, text, write
 
 SUCCESS = Scenario([write("notes/hello.txt", "hello from the scripted model\n"),
                     edit("README.md", "line two", "line 2"), run("echo ran > ran.txt"), text("All done.")])

@@ -147,7 +147,7 @@ def test_responses_stream_carries_a_function_call_for_exec_command() -> None:
         status, raw = post(f"{server.url}/v1/responses", body, {"authorization": "Bearer k"})
     events = sse_events(raw)
     assert status == 200
-    assert [e["type"] for e in events][0] == "response.created"
+    assert next(e["type"] for e in events) == "response.created"
     assert events[-1]["type"] == "response.completed" and events[-1]["response"]["usage"]["input_tokens"] > 0
     done = [e["item"] for e in events if e["type"] == "response.output_item.done"]
     assert done[0]["type"] == "function_call" and done[0]["name"] == "exec_command"

@@ -46,7 +46,8 @@ class AiderAgent:
         message.write_text(request.prompt)
         argv = [binary, "--message-file", str(message), "--yes-always", "--no-auto-commits", "--no-dirty-commits",
                 "--no-gitignore", "--no-analytics", "--no-check-update", "--no-show-model-warnings",
-                "--no-pretty", "--no-fancy-input", "--no-detect-urls", "--no-suggest-shell-commands", "--no-show-release-notes",
+                "--no-pretty", "--no-fancy-input", "--no-detect-urls", "--no-suggest-shell-commands",
+                "--no-show-release-notes",
                 "--map-tokens", "0",  # no repo map: it would leave a tags cache in the worktree
                 "--input-history-file", str(logs / "aider.input.history"),
                 "--chat-history-file", str(logs / "aider.chat.history.md"),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
@@ -31,7 +32,9 @@ def find_binary(request: AgentRequest, default: str) -> str | None:
     """The profile's `binary`, else `default` on the agent's PATH, else the project's CLI cache."""
     if request.profile.binary:
         given = request.profile.binary
-        return given if "/" in given else shutil.which(given, path=request.env.get("PATH"))
+        if "/" in given:
+            return given if os.path.isfile(given) and os.access(given, os.X_OK) else None
+        return shutil.which(given, path=request.env.get("PATH"))
     found = shutil.which(default, path=request.env.get("PATH"))
     if found:
         return found

@@ -11,7 +11,8 @@ from plait.testing.openai_responses import count_assistant_turns
 from plait.testing.tools import Answer
 
 _ERRORS = {
-    400: ("INVALID_ARGUMENT", "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576)."),
+    400: ("INVALID_ARGUMENT",
+          "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576)."),
     401: ("UNAUTHENTICATED", "API key not valid. Please pass a valid API key."),
     403: ("PERMISSION_DENIED", "Permission denied on resource."),
     # "Please retry in" is how the API says when; Gemini CLI waits that long instead of its back-off.

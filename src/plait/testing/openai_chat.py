@@ -35,7 +35,7 @@ class ChatCompletions:
             stream=bool(body.get("stream")),
             model=str(body.get("model", "scripted")),
             input_tokens=estimate_tokens(messages),
-            transcript="\n".join(text_of(m.get("content")) for m in messages if m.get("role") == "user") if aider else "",
+            transcript=_user_text(messages) if aider else "",
         )
 
     def reply(self, answer: Answer, conv: Conversation) -> Reply:
@@ -75,6 +75,10 @@ def _stream(head: dict[str, Any], content: str | None, calls: list[dict[str, Any
     # The usage chunk (asked for with stream_options.include_usage) has no choices.
     yield sse(None, {**head, "choices": [], "usage": usage})
     yield b"data: [DONE]\n\n"
+
+
+def _user_text(messages: list[dict[str, Any]]) -> str:
+    return "\n".join(text_of(m.get("content")) for m in messages if m.get("role") == "user")
 
 
 def _is_assistant(message: dict[str, Any]) -> bool:
