@@ -34,3 +34,6 @@ def test_rate_limit_storm_backs_off_and_completes(tmp_path: Path) -> None:
     assert len(retries) >= len(ids) and all("rate_limit" in e["data"]["error"] for e in retries)
     assert all(e["data"]["delay"] >= 0.3 for e in retries)
     assert sorted(e["task"] for e in evts if e["kind"] == "task.done") == ids
+    # The retried agents continued their own Claude Code sessions.
+    resumed = [e["data"]["resume_session"] for e in evts if e["kind"] == "task.started" and e["data"]["attempt"] > 1]
+    assert resumed and all(resumed)

@@ -72,6 +72,7 @@ class Engine:
         self.commits: dict[str, str] = {}
         self.contexts: dict[str, dict[str, Any]] = {}
         self.attempts: dict[str, int] = {}
+        self.resumable: dict[str, tuple[str, str]] = {}  # task -> (agent session, worktree base)
         self.radar_head = ctx.base_sha
         self.spent = 0.0
         self.stopped_for_budget = False
@@ -144,14 +145,16 @@ class Engine:
         attempt = self.attempts.get(tid, 0) + 1
         self.attempts[tid] = attempt
         now = time.time()
-        self.emit("task.started", tid, {"attempt": attempt, "profile": self.plan.agent_for(task, self.ctx.profiles)},
+        resume = self.resumable.pop(tid, None)
+        self.emit("task.started", tid, {"attempt": attempt, "profile": self.plan.agent_for(task, self.ctx.profiles),
+                                        "resume_session": resume[0] if resume else None},
                   task={"state": "running", "attempt": attempt, "started_at": now, "finished_at": None,
                         "error": None, "branch": self.ctx.paths.branch(tid)},
                   attempt={"attempt": attempt, "started_at": now, "outcome": "running"})
         deps = {d: self.commits[d] for d in task.needs}
         contexts = {d: self.contexts.get(d, {}) for d in task.needs}
         return self.executor.submit(run_attempt, self.ctx, task, attempt, deps, contexts, self.cancel,
-                                    self._task_emitter(tid))
+                                    self._task_emitter(tid), resume)
 
     def _finish(self, tid: str, fut: Future[TaskRecord]) -> None:
         try:
@@ -182,6 +185,9 @@ class Engine:
                       task={"state": "done", "commit_sha": rec.commit_sha, "finished_at": now})
             self.radar_head = self._radar_merge(tid, rec.commit_sha) or self.radar_head
         elif rec.transient and not self.cancel.is_set() and rec.attempt <= self.plan.defaults.retries:
+            session = rec.agent.get("session_id")
+            if session and kind in (ErrorKind.RATE_LIMIT.value, ErrorKind.OVERLOADED.value):
+                self.resumable[tid] = (session, rec.base_sha)
             delay = min(MAX_BACKOFF_SECONDS, self.options.retry_base_seconds * 2 ** (rec.attempt - 1))
             self.sched.retry(tid, self.clock.now() + delay)
             self.emit("task.retry", tid, {"attempt": rec.attempt, "delay": delay, "error": rec.error},

@@ -132,7 +132,9 @@ def run_attempt(
     dep_contexts: Mapping[str, Mapping[str, Any]],
     cancel: threading.Event,
     emit: Emit,
+    resume: tuple[str, str] | None = None,
 ) -> TaskRecord:
+    """One attempt. `resume` = (agent session id, the worktree's base) continues an interrupted agent."""
     plan, paths, git = ctx.plan, ctx.paths, ctx.git
     started = time.time()
     folder = paths.task_dir(task.id)
@@ -155,10 +157,16 @@ def run_attempt(
         write_evidence(folder, rec, task, plan)
         return rec
 
-    try:
-        worktree, base = prepare_workspace(ctx, task, dep_commits)
-    except TaskError as exc:
-        return record(False, error=f"workspace: {exc}", transient=exc.transient)
+    session = None
+    if resume is not None and paths.worktree(task.id).is_dir():
+        # A rate-limited or overloaded agent continues its own session in the worktree it left.
+        session, base = resume
+        worktree = paths.worktree(task.id)
+    else:
+        try:
+            worktree, base = prepare_workspace(ctx, task, dep_commits)
+        except TaskError as exc:
+            return record(False, error=f"workspace: {exc}", transient=exc.transient)
     emit("task.workspace", {"worktree": str(worktree), "base": base}, task={"worktree": str(worktree),
                                                                          "base_sha": base, "branch": branch})
 
@@ -166,7 +174,7 @@ def run_attempt(
     (log_dir / "prompt.md").write_text(prompt)
     timeout = profile.timeout or plan.timeout_for(task)
     request = AgentRequest(task.id, prompt, worktree, log_dir, profile, timeout, ctx.agent_env(profile, task.id),
-                           script=task.script, cancel=cancel)
+                           resume_session=session, script=task.script, cancel=cancel)
     result = _run_agent(ctx.make_agent(profile), request)
     agent_info.update(ok=result.ok, exit_code=result.exit_code, summary=redact(result.summary),
                       session_id=result.session_id, cost_usd=result.cost_usd, turns=result.turns,
