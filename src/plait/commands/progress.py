@@ -7,9 +7,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 QUIET = {"task.workspace", "task.attempt_done", "run.created"}
 
@@ -39,7 +40,8 @@ class LiveProgress(PlainProgress):
         self.total = total
         self.running: dict[str, tuple[float, str]] = {}
         self.done = self.failed = 0
-        self.live = Live(self._table(), console=console, refresh_per_second=4, transient=True)
+        # Rebuilt at every refresh, so elapsed times tick and no stale frame survives an event.
+        self.live = Live(console=console, refresh_per_second=4, transient=True, get_renderable=self._table)
         self.live.start()
 
     def __call__(self, kind: str, task: str | None, data: Mapping[str, Any]) -> None:
@@ -55,16 +57,17 @@ class LiveProgress(PlainProgress):
             if kind not in QUIET and kind not in ("task.started", "task.captured", "task.verified"):
                 self.live.console.print(f"[{time.monotonic() - self.start:7.1f}s] {describe(kind, task, data)}",
                                         markup=False)
-            self.live.update(self._table())
+            self.live.refresh()
 
-    def _table(self) -> Table:
-        table = Table(title=f"{self.done}/{self.total} done, {self.failed} failed, "
-                            f"{time.monotonic() - self.start:.0f}s elapsed", title_justify="left")
+    def _table(self) -> Group:
+        table = Table()
         for col in ("task", "step", "time"):
             table.add_column(col)
         for tid, (since, step) in sorted(self.running.items()):
             table.add_row(tid, step, f"{time.monotonic() - since:.0f}s")
-        return table
+        summary = (f"{self.done}/{self.total} done, {self.failed} failed, {len(self.running)} running, "
+                   f"{time.monotonic() - self.start:.0f}s elapsed")
+        return Group(Text(summary, style="bold"), table)
 
     def close(self) -> None:
         self.live.stop()
