@@ -96,7 +96,7 @@ def write_evidence(folder: Path, record: TaskRecord, task: Task, plan: Plan) -> 
     (folder / "context.json").write_text(json.dumps(context, indent=2) + "\n")
     (folder / "results.json").write_text(json.dumps(asdict(record), indent=2, default=str) + "\n")
     (folder / "deviations.md").write_text(_deviations_md(record, task))
-    (folder / "EVIDENCE.md").write_text(_evidence_md(record, task, plan, summary))
+    (folder / "EVIDENCE.md").write_text(_evidence_md(record, task, summary))
     return context
 
 
@@ -115,7 +115,7 @@ def _deviations_md(record: TaskRecord, task: Task) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _evidence_md(record: TaskRecord, task: Task, plan: Plan, summary: str) -> str:
+def _evidence_md(record: TaskRecord, task: Task, summary: str) -> str:
     v = record.verify
     verdict = "PASSED" if record.ok else "FAILED"
     out = [

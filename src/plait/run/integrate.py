@@ -4,13 +4,15 @@ full test command on the result, deliver, and write INTEGRATION-REPORT.md."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from plait.evidence import VerifyResult
 from plait.git import merge, stack, workspace
-from plait.run.task import RunContext, _verify
+from plait.run.task import RunContext, run_verify
 
 Emit = Callable[..., Any]
 
@@ -46,8 +48,8 @@ def integrate(ctx: RunContext, commits: Mapping[str, str], order: list[str], del
         workspace.add_worktree(git, worktree, branch, merged.commit)
         log_dir = paths.run_dir / "integration"
         log_dir.mkdir(parents=True, exist_ok=True)
-        result.verify = _verify(plan.integration.verify, worktree, log_dir, plan.defaults.timeout,
-                                _never(), ctx.verify_env)
+        result.verify = run_verify(plan.integration.verify, worktree, log_dir, plan.defaults.timeout,
+                                   threading.Event(), ctx.verify_env)
         emit("integration.verified", None, {"command": result.verify.command, "ok": result.verify.ok,
                                             "exit_code": result.verify.exit_code, "seconds": result.verify.seconds})
         result.ok = result.verify.ok
@@ -62,14 +64,8 @@ def deliver_branches(ctx: RunContext, commits: Mapping[str, str], order: list[st
                      commit: str) -> dict[str, str]:
     if mode != "stack":
         return {branch: commit}
-    entries = [(t, commits[t], [d for d in ctx.plan.task(t).needs]) for t in order]
+    entries = [(t, commits[t], list(ctx.plan.task(t).needs)) for t in order]
     return stack.restack(ctx.git, ctx.base_sha, entries, f"refs/heads/plait/{ctx.paths.run_id}/stack/")
-
-
-def _never() -> Any:
-    import threading
-
-    return threading.Event()
 
 
 def write_report(ctx: RunContext, result: IntegrationResult, commits: Mapping[str, str], order: list[str],
@@ -105,7 +101,7 @@ def write_report(ctx: RunContext, result: IntegrationResult, commits: Mapping[st
     (paths.run_dir / "INTEGRATION-REPORT.md").write_text("\n".join(lines) + "\n")
 
 
-def _load(path: Any) -> dict[str, Any]:
+def _load(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
         return data if isinstance(data, dict) else {}

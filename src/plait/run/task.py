@@ -205,7 +205,7 @@ def run_attempt(
         return record(False, **captured, error=f"changed frozen contract(s) {', '.join(violations)} owned by "
                       "another task", transient=False)
 
-    verify = _verify(plan.verify_for(task), worktree, log_dir, timeout, cancel, ctx.verify_env)
+    verify = run_verify(plan.verify_for(task), worktree, log_dir, timeout, cancel, ctx.verify_env)
     emit("task.verified", {"command": verify.command, "exit_code": verify.exit_code, "seconds": verify.seconds,
                            "ok": verify.ok},
          task={"verify_exit": verify.exit_code, "verify_seconds": verify.seconds})
@@ -224,7 +224,7 @@ def _run_agent(agent: Agent, request: AgentRequest) -> AgentResult:
                            error_message=f"could not start the agent: {exc}")
 
 
-def _verify(command: str | None, worktree: Path, log_dir: Path, timeout: float, cancel: threading.Event,
+def run_verify(command: str | None, worktree: Path, log_dir: Path, timeout: float, cancel: threading.Event,
             env: Mapping[str, str]) -> VerifyResult:
     if not command:
         return VerifyResult(None, None, 0.0, "")
