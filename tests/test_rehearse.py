@@ -6,17 +6,37 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from runfixtures import events, git, latest_run, make_repo, overlaps, plait, require_cli, spans, task, write_plan
 
 
-def claude_repo(tmp_path: Path) -> Path:
-    binary = require_cli("claude")
-    toml = f'[profiles.claude]\nadapter = "claude"\nbinary = "{binary}"\n'
+def cli_repo(tmp_path: Path, cli: str = "claude") -> Path:
+    binary = require_cli(cli)
+    toml = f'[profiles.{cli}]\nadapter = "{cli}"\nbinary = "{binary}"\n'
     return make_repo(tmp_path / "repo", {"README.md": "x\n", "plait.toml": toml})
 
 
+@pytest.mark.parametrize("cli", ["claude", "codex", "gemini", "opencode", "aider"])
+def test_each_real_cli_completes_a_task_under_plait_run(tmp_path: Path, cli: str) -> None:
+    """The real binary edits files in its worktree; plait captures, verifies and integrates them."""
+    repo = cli_repo(tmp_path, cli)
+    plan = write_plan(repo, [
+        task("new", {"notes/new.txt": "written by the agent\n"}, verify="grep -q 'written by the agent' notes/new.txt"),
+        {"id": "edit", "title": "edit the readme", "prompt": "Change x to y in README.md", "files": ["README.md"],
+         "script": {"replace": {"README.md": {"x": "y"}}}, "verify": "grep -q y README.md"},
+    ], defaults={"agent": cli, "timeout": "3m"}, integration={"verify": "test -f notes/new.txt && grep -q y README.md"})
+    done = plait(repo, "run", str(plan), "--jobs", "2", "--rehearse", timeout=400)
+    assert done.returncode == 0, done.stdout + done.stderr
+    run_id = latest_run(repo)
+    assert git(repo, "show", f"plait/{run_id}/integration:notes/new.txt") == "written by the agent"
+    assert git(repo, "show", f"plait/{run_id}/integration:README.md") == "y"
+    status = json.loads(plait(repo, "status", run_id, "--json").stdout)
+    assert {t["state"] for t in status["tasks"]} == {"done"}
+
+
 def test_rehearsal_runs_real_claude_code_through_the_whole_pipeline(tmp_path: Path) -> None:
-    repo = claude_repo(tmp_path)
+    repo = cli_repo(tmp_path)
     plan = write_plan(repo, [
         task("a", {"a.txt": "alpha\n"}, verify="grep -q alpha a.txt"),
         task("b", {"b.txt": "beta\n"}, verify="grep -q beta b.txt"),
@@ -37,7 +57,7 @@ def test_rehearsal_runs_real_claude_code_through_the_whole_pipeline(tmp_path: Pa
 
 
 def test_max_cost_stops_new_tasks_and_lets_running_ones_finish(tmp_path: Path) -> None:
-    repo = claude_repo(tmp_path)
+    repo = cli_repo(tmp_path)
     plan = write_plan(repo, [task(f"t{i}", {f"t{i}.txt": "x\n"}) for i in range(4)], defaults={"agent": "claude"})
     done = plait(repo, "run", str(plan), "--jobs", "1", "--rehearse", "--max-cost", "0.000001", timeout=300)
     assert done.returncode == 1
