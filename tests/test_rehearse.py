@@ -17,6 +17,14 @@ def cli_repo(tmp_path: Path, cli: str = "claude") -> Path:
     return make_repo(tmp_path / "repo", {"README.md": "x\n", "plait.toml": toml})
 
 
+def failure_details(repo: Path, run_id: str) -> str:
+    """The agents' own output, for a failure message worth reading."""
+    out = []
+    for log in sorted((repo / ".plait" / "runs" / run_id / "tasks").glob("*/logs/*/agent*")):
+        out.append(f"--- {log.relative_to(repo)}\n{log.read_text(errors='replace')[-2000:]}")
+    return "\n".join(out)
+
+
 @pytest.mark.parametrize("cli", ["claude", "codex", "gemini", "opencode", "aider"])
 def test_each_real_cli_completes_a_task_under_plait_run(tmp_path: Path, cli: str) -> None:
     """The real binary edits files in its worktree; plait captures, verifies and integrates them."""
@@ -27,8 +35,8 @@ def test_each_real_cli_completes_a_task_under_plait_run(tmp_path: Path, cli: str
          "script": {"replace": {"README.md": {"x": "y"}}}, "verify": "grep -q y README.md"},
     ], defaults={"agent": cli, "timeout": "3m"}, integration={"verify": "test -f notes/new.txt && grep -q y README.md"})
     done = plait(repo, "run", str(plan), "--jobs", "2", "--rehearse", timeout=400)
-    assert done.returncode == 0, done.stdout + done.stderr
     run_id = latest_run(repo)
+    assert done.returncode == 0, done.stdout + done.stderr + failure_details(repo, run_id)
     assert git(repo, "show", f"plait/{run_id}/integration:notes/new.txt") == "written by the agent"
     assert git(repo, "show", f"plait/{run_id}/integration:README.md") == "y"
     status = json.loads(plait(repo, "status", run_id, "--json").stdout)

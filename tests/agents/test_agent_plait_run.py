@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 from agentkit import REAL_CLIS
-from runfixtures import git, make_repo, write_plan
 
 from plait import api
 from plait.run.engine import RunOptions
 from plait.testing import ModelServer, Scenario, text, write
+from runfixtures import git, make_repo, write_plan
 
 
 @pytest.mark.parametrize("cli", REAL_CLIS)
@@ -21,6 +21,7 @@ def test_plait_run_with_a_real_cli(cli: str, tmp_path: Path, require_cli: Callab
     binary = require_cli(cli)
     config = f'[profiles.{cli}]\nbinary = "{binary}"\ntimeout = "2m"\n'
     repo = make_repo(tmp_path / "repo", {"README.md": "# project\n", "plait.toml": config})
+    git_config = (repo / ".git" / "config").read_text()
     scenario = Scenario([write("greeting.txt", f"hello from {cli}\n"), text("Wrote greeting.txt.")])
     with ModelServer(scenario) as server:
         # What a user's environment would hold; each built-in profile's allow-list passes its CLI's names.
@@ -41,3 +42,4 @@ def test_plait_run_with_a_real_cli(cli: str, tmp_path: Path, require_cli: Callab
     files = git(repo, "ls-tree", "-r", "--name-only", f"plait/{run_id}/integration").splitlines()
     assert sorted(files) == ["README.md", "greeting.txt", "plait.toml"]
     assert not (repo / "greeting.txt").exists()  # the user's checkout is untouched
+    assert (repo / ".git" / "config").read_text() == git_config  # no identity or settings written

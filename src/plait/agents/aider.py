@@ -76,6 +76,13 @@ class AiderAgent:
         env.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
         env.setdefault("PYTHONIOENCODING", "utf-8")
         env["COLUMNS"] = "1000"  # one message a line: aider wraps its output at the terminal width
+        # Without a git identity Aider writes one into the repository's shared .git/config (and parallel
+        # Aiders race on its lock). It never commits here, so an identity given through git's env does.
+        count = int(env.get("GIT_CONFIG_COUNT") or 0)
+        for key, value in (("user.name", "plait agent"), ("user.email", "agent@plait.invalid")):
+            env[f"GIT_CONFIG_KEY_{count}"], env[f"GIT_CONFIG_VALUE_{count}"] = key, value
+            count += 1
+        env["GIT_CONFIG_COUNT"] = str(count)
         return env
 
     def run(self, request: AgentRequest) -> AgentResult:
