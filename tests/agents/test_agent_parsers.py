@@ -144,6 +144,11 @@ def test_aider_token_and_cost_lines() -> None:
     assert result.ok and result.files_changed == ("src/a.py",) and result.cost_usd == 0.09
     assert result.tokens == Tokens(12_000, 456, 3_200)
     assert not aider.parse(["Aider v0.86.2"], 0).ok  # no answer from the model: not a success
+    retried = ["litellm.RateLimitError: RateLimitError: OpenAIException - Rate limit reached",
+               "Retrying in 0.2 seconds...", 'raise ValueError("Error: the model may say this")',
+               "Tokens: 1k sent, 10 received."]
+    assert aider.parse(retried, 0).ok  # a rate limit retried past, and an answer that mentions an error
+    assert aider.parse([*retried, "litellm.APIConnectionError: gone"], 0).error_kind is ErrorKind.UNKNOWN
 
 
 def test_cursor_documented_stream() -> None:

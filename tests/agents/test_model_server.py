@@ -223,3 +223,15 @@ def test_unknown_paths_are_recorded_and_answered_404() -> None:
     with ModelServer() as server:
         status, _ = post(f"{server.url}/nowhere", {"x": 1})
     assert status == 404 and server.requests[0].path == "/nowhere" and server.requests[0].body == {"x": 1}
+
+
+def test_a_429_storm_fails_exactly_the_counted_requests_under_concurrency() -> None:
+    with ModelServer(Scenario([fail(429, times=3), write("a", "1")])) as server:
+        statuses: list[int] = []
+        workers = [threading.Thread(target=lambda: statuses.append(
+            anthropic(server, "k", [{"role": "user", "content": "go"}], stream=False)[0])) for _ in range(8)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(10)
+    assert sorted(statuses) == [200] * 5 + [429] * 3

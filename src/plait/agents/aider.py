@@ -22,10 +22,10 @@ _APPLIED = re.compile(r"^Applied edit to (.+?)\s*$")
 _TOKENS = re.compile(r"Tokens: ([\d.]+)([kKmM]?) sent(?:, ([\d.]+)([kKmM]?) cache write)?"
                      r"(?:, ([\d.]+)([kKmM]?) cache hit)?, ([\d.]+)([kKmM]?) received")
 _COST = re.compile(r"Cost: \$([\d.]+) message, \$([\d.]+) session")
-# Lines aider prints when the model call failed (it still exits 0).
-_ERROR_LINE = re.compile(
-    r"litellm\.\w+Error|The API provider|has hit a token limit|exceeds the .*context|"
-    r"Unable to|Error: |error:|Traceback", re.I)
+# Lines aider prints when a model call failed (it still exits 0). Anchored at the line start: the
+# model's own answer, printed too, may well mention errors.
+_ERROR_LINE = re.compile(r"^(litellm\.\w+Error|The API provider|Model .* has hit a token limit|Traceback|"
+                         r"Unable to (send|reach|connect))")
 _RETRYING = re.compile(r"^Retrying in [\d.]+ seconds")
 # Aider's start-up banner and notices: not part of what the model answered.
 _BANNER = re.compile(r"^(Aider v|Model: |Weak model: |Git repo: |Repo-map: |Update git |https://aider\.chat/|"
@@ -111,6 +111,7 @@ def parse(lines: Iterable[str], exit_code: int | None, stderr: str = "") -> Agen
     tokens_in = tokens_out = cached = 0
     cost: float | None = None
     errors: list[str] = []
+    errors_after_reply = 0  # errors since the last model reply (earlier ones were retried past)
     answer: list[str] = []
     for line in lines:
         applied = _APPLIED.match(line)
@@ -125,17 +126,20 @@ def parse(lines: Iterable[str], exit_code: int | None, stderr: str = "") -> Agen
             tokens_out += _number(g[6], g[7])
             spent = _COST.search(line)
             cost = float(spent.group(2)) if spent else cost
+            errors_after_reply = 0
             continue
         if _ERROR_LINE.search(line):
             errors.append(line.strip())
+            errors_after_reply += 1
         elif line.strip() and not _RETRYING.match(line) and not _BANNER.match(line):
             answer.append(line.strip())
     common: dict[str, Any] = {"summary": "\n".join(answer[-20:]), "cost_usd": cost,
                               "tokens": Tokens(tokens_in, tokens_out, cached), "turns": 1 if tokens_in else None,
                               "files_changed": cli.unique(files)}
     # A model reply (its token line) with no error after it is a success; aider's exit code is 0 either way.
-    if exit_code in (0, None) and tokens_in and not errors:
+    if exit_code in (0, None) and tokens_in and not errors_after_reply:
         return AgentResult(True, exit_code, **common)
-    message = " ".join(errors[-3:]) or stderr.strip()[-500:] or "aider got no answer from the model"
+    recent = errors[-errors_after_reply:] if errors_after_reply else errors
+    message = " ".join(recent[-3:]) or stderr.strip()[-500:] or "aider got no answer from the model"
     kind = cli.classify(message) or (ErrorKind.CRASH if (exit_code or 0) < 0 else ErrorKind.UNKNOWN)
     return AgentResult(False, exit_code, error_kind=kind, error_message=message, **common)

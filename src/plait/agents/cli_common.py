@@ -149,7 +149,7 @@ def exit_failure(exit_code: int | None, stderr: str, found: str = "") -> AgentRe
 
 @dataclass
 class Tally:
-    """Token and file counts summed over a stream."""
+    """Token counts summed over a stream."""
 
     input: int = 0
     output: int = 0

@@ -120,23 +120,13 @@ class ModelServer:
         with self._lock:
             self._requests.append(request)
 
-    def count_failure(self, key: str | None, turn: int) -> int:
-        """How many counted failures this turn already had; counts one more."""
-        with self._lock:
-            seen = self._failures[(key, turn)]
-            self._failures[(key, turn)] = seen + 1
-            return seen
-
-    def failures(self, key: str | None, turn: int) -> int:
-        with self._lock:
-            return self._failures[(key, turn)]
-
     def answer(self, dialect: Dialect, key: str | None, scenario: Scenario, conv: Conversation) -> Reply:
         """The reply for one request of the scripted conversation."""
         flavor = flavor_for(conv.tools, conv.system)
-        plan = plan_turn(scenario, conv.turn, self.failures(key, conv.turn), batch_edits=flavor in _AIDER)
-        if plan.fail is not None and plan.fail.times is not None:
-            self.count_failure(key, conv.turn)
+        with self._lock:  # concurrent requests must not both take the last counted failure
+            plan = plan_turn(scenario, conv.turn, self._failures[(key, conv.turn)], batch_edits=flavor in _AIDER)
+            if plan.fail is not None and plan.fail.times is not None:
+                self._failures[(key, conv.turn)] += 1
         if self.closing.wait(plan.hang + scenario.latency):
             return dialect.error(503, "the scripted model server is shutting down")
         if plan.fail is not None:
