@@ -115,6 +115,14 @@ def _deviations_md(record: TaskRecord, task: Task) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _usage_line(agent: dict[str, Any]) -> str:
+    tokens = agent.get("tokens") or {}
+    cost = agent.get("cost_usd")
+    spent = f"${cost:.4f}" if cost is not None else "not reported"
+    return (f"- Cost: {spent}; tokens in {tokens.get('input', 0)}, "
+            f"out {tokens.get('output', 0)}, cached {tokens.get('cached', 0)}; turns {agent.get('turns') or '?'}")
+
+
 def _evidence_md(record: TaskRecord, task: Task, summary: str) -> str:
     v = record.verify
     verdict = "PASSED" if record.ok else "FAILED"
@@ -126,6 +134,7 @@ def _evidence_md(record: TaskRecord, task: Task, summary: str) -> str:
         f"- Branch: `{record.branch}` at `{record.commit_sha or '(no commit)'}`, based on `{record.base_sha[:12]}`",
         f"- Agent: `{record.agent.get('profile')}` — {record.agent.get('summary') or 'no summary'}",
         f"- Time: {record.finished_at - record.started_at:.1f}s",
+        _usage_line(record.agent),
         "",
         "## What was built",
         "",

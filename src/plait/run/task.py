@@ -22,7 +22,7 @@ from plait.git import merge, workspace
 from plait.git.repo import Git
 from plait.plan.analyze import patterns_overlap
 from plait.plan.model import Plan, Task
-from plait.redact import redact
+from plait.redact import redact, redact_files
 
 Emit = Callable[..., Any]
 
@@ -155,6 +155,7 @@ def run_attempt(
         fields.update(kw)
         rec = TaskRecord(**fields)
         write_evidence(folder, rec, task, plan)
+        redact_files(log_dir)
         return rec
 
     session = None
