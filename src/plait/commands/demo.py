@@ -24,7 +24,7 @@ def create_demo_repo(directory: Path | None) -> Path:
         raise PlaitError(f"{target} is not empty", "give --dir a new or empty directory")
     source = resources.files("plait.demo")
     with resources.as_file(source / "project") as project:
-        shutil.copytree(project, target, dirs_exist_ok=True)
+        shutil.copytree(project, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     with resources.as_file(source / "plan.yaml") as plan:
         shutil.copy(plan, target / "plan.yaml")
     Git.init(target, initial_commit="authkit: the demo project before plait")
