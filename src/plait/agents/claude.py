@@ -58,16 +58,7 @@ class ClaudeAgent:
         return env
 
     def run(self, request: AgentRequest) -> AgentResult:
-        binary = cli.find_binary(request, "claude")
-        if binary is None:
-            return cli.missing_binary(request, "claude")
-        done = cli.launch(request, self.argv(request, binary), self.env(request), request.prompt)
-        stopped = cli.stopped(request, done)
-        if stopped is not None:
-            return stopped
-        result = parse(cli.read_events(request.log_dir / cli.STREAM_FILE), done.returncode, done.stderr,
-                       request.worktree)
-        return replace(result, duration=done.duration)
+        return cli.run_streaming(request, "claude", self.argv, self.env, parse)
 
 
 def parse(events: Iterable[dict[str, Any]], exit_code: int | None, stderr: str = "",

@@ -7,8 +7,8 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -205,3 +205,22 @@ def estimate_cost(model: str | None, tokens: Tokens) -> float | None:
     fresh, cached, output = PRICES[max(matches, key=len)]
     uncached = max(0, tokens.input - tokens.cached)
     return round((uncached * fresh + tokens.cached * cached + tokens.output * output) / 1_000_000, 6)
+
+
+# (events, exit code, stderr, worktree) -> the result; adapters bind their extra arguments (e.g. the model).
+StreamParser = Callable[[Iterable[dict[str, Any]], int | None, str, Path | None], AgentResult]
+
+
+def run_streaming(request: AgentRequest, default_binary: str, argv: Callable[[AgentRequest, str], list[str]],
+                  env: Callable[[AgentRequest], dict[str, str]], parse: StreamParser,
+                  prompt_on_stdin: bool = True) -> AgentResult:
+    """The run of every JSON-streaming CLI: find it, launch it, and parse its stream unless it was stopped."""
+    binary = find_binary(request, default_binary)
+    if binary is None:
+        return missing_binary(request, default_binary)
+    done = launch(request, argv(request, binary), env(request), request.prompt if prompt_on_stdin else None)
+    cut_short = stopped(request, done)
+    if cut_short is not None:
+        return cut_short
+    result = parse(read_events(request.log_dir / STREAM_FILE), done.returncode, done.stderr, request.worktree)
+    return replace(result, duration=done.duration)

@@ -7,7 +7,6 @@ cost: it is estimated from the tokens with the price table in cli_common (None f
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -56,16 +55,9 @@ class CodexAgent:
         return env
 
     def run(self, request: AgentRequest) -> AgentResult:
-        binary = cli.find_binary(request, "codex")
-        if binary is None:
-            return cli.missing_binary(request, "codex")
-        done = cli.launch(request, self.argv(request, binary), self.env(request), request.prompt)
-        stopped = cli.stopped(request, done)
-        if stopped is not None:
-            return stopped
-        result = parse(cli.read_events(request.log_dir / cli.STREAM_FILE), done.returncode, done.stderr,
-                       request.worktree, request.profile.model)
-        return replace(result, duration=done.duration)
+        model = request.profile.model
+        return cli.run_streaming(request, "codex", self.argv, self.env,
+                                 lambda events, rc, err, wt: parse(events, rc, err, wt, model))
 
 
 def parse(events: Iterable[dict[str, Any]], exit_code: int | None, stderr: str = "",

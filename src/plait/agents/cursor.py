@@ -40,16 +40,7 @@ class CursorAgent:
         return env
 
     def run(self, request: AgentRequest) -> AgentResult:
-        binary = cli.find_binary(request, "cursor-agent")
-        if binary is None:
-            return cli.missing_binary(request, "cursor-agent")
-        done = cli.launch(request, self.argv(request, binary), self.env(request), None)
-        stopped = cli.stopped(request, done)
-        if stopped is not None:
-            return stopped
-        result = parse(cli.read_events(request.log_dir / cli.STREAM_FILE), done.returncode, done.stderr,
-                       request.worktree)
-        return replace(result, duration=done.duration)
+        return cli.run_streaming(request, "cursor-agent", self.argv, self.env, parse, prompt_on_stdin=False)
 
 
 def parse(events: Iterable[dict[str, Any]], exit_code: int | None, stderr: str = "",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -66,16 +65,9 @@ class GeminiAgent:
         return env
 
     def run(self, request: AgentRequest) -> AgentResult:
-        binary = cli.find_binary(request, "gemini")
-        if binary is None:
-            return cli.missing_binary(request, "gemini")
-        done = cli.launch(request, self.argv(request, binary), self.env(request), request.prompt)
-        stopped = cli.stopped(request, done)
-        if stopped is not None:
-            return stopped
-        result = parse(cli.read_events(request.log_dir / cli.STREAM_FILE), done.returncode, done.stderr,
-                       request.worktree, request.profile.model)
-        return replace(result, duration=done.duration)
+        model = request.profile.model
+        return cli.run_streaming(request, "gemini", self.argv, self.env,
+                                 lambda events, rc, err, wt: parse(events, rc, err, wt, model))
 
 
 def parse(events: Iterable[dict[str, Any]], exit_code: int | None, stderr: str = "",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -77,16 +76,7 @@ class OpenCodeAgent:
         return env
 
     def run(self, request: AgentRequest) -> AgentResult:
-        binary = cli.find_binary(request, "opencode")
-        if binary is None:
-            return cli.missing_binary(request, "opencode")
-        done = cli.launch(request, self.argv(request, binary), self.env(request), request.prompt)
-        stopped = cli.stopped(request, done)
-        if stopped is not None:
-            return stopped
-        result = parse(cli.read_events(request.log_dir / cli.STREAM_FILE), done.returncode, done.stderr,
-                       request.worktree)
-        return replace(result, duration=done.duration)
+        return cli.run_streaming(request, "opencode", self.argv, self.env, parse)
 
 
 def parse(events: Iterable[dict[str, Any]], exit_code: int | None, stderr: str = "",
