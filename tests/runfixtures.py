@@ -12,20 +12,11 @@ from typing import Any
 
 import yaml
 
+from gitfixtures import make_repo as make_repo  # re-exported for the run tests
+
 
 def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def make_repo(path: Path, files: dict[str, str] | None = None) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    git(path, "init", "-q", "-b", "main")
-    for rel, content in (files or {"README.md": "# project\n"}).items():
-        (path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (path / rel).write_text(content)
-    git(path, "add", "-A")
-    git(path, "commit", "-q", "-m", "initial")
-    return path
 
 
 def task(tid: str, writes: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:
