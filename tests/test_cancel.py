@@ -50,3 +50,30 @@ def test_status_while_running_then_cancel_stops_agents(tmp_path: Path) -> None:
     states = {t["id"]: t["state"] for t in doc["tasks"]}
     assert states["later"] in ("cancelled", "blocked")
     assert "Traceback" not in err
+
+
+def test_sigterm_stops_the_agents_and_leaves_a_resumable_run(tmp_path: Path) -> None:
+    pids = tmp_path / "agent.pids"
+    # The agent records its pid, then works for a long time unless stopped.
+    command = f"echo $$ >> {pids}; sleep 60; echo done > out.txt"
+    toml = f"[profiles.slow]\nadapter = \"shell\"\ncommand = '{command}'\n"
+    repo = make_repo(tmp_path / "repo", {"README.md": "x\n", "plait.toml": toml})
+    plan = write_plan(repo, [{"id": "a", "title": "slow", "prompt": "p", "agent": "slow", "files": ["out.txt"]}])
+    proc = subprocess.Popen([sys.executable, "-m", "plait", "run", str(plan)], cwd=repo,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        run_id = wait_for(repo, "task.workspace")
+        deadline = time.monotonic() + 30
+        while not pids.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in err
+    agent_pid = int(pids.read_text().split()[0])
+    time.sleep(0.2)
+    assert not Path(f"/proc/{agent_pid}").exists(), "the agent outlived plait"
+    doc = json.loads(plait(repo, "status", run_id, "--json").stdout)
+    assert doc["status"] == "interrupted"

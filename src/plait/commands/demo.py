@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.console import Console
 
 from plait import api
-from plait.commands.run import finish, progress_for
+from plait.commands.run import finish, graceful_termination, progress_for
 from plait.errors import PlaitError
 from plait.git.repo import Git
 from plait.run.engine import RunOptions
@@ -43,7 +43,8 @@ def demo(jobs: int, directory: Path | None, console: Console) -> int:
                   "each task is verified by its own pytest run")
     progress = progress_for(console, total)
     try:
-        status = api.execute(repo, run_id, progress)
+        with graceful_termination():
+            status = api.execute(repo, run_id, progress)
     finally:
         progress.close()
     code = finish(repo, run_id, status, console)

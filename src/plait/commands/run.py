@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,21 @@ from plait.plan.model import format_duration as fd
 from plait.run.engine import RunOptions
 
 
+@contextmanager
+def graceful_termination() -> Iterator[None]:
+    """SIGTERM and SIGHUP stop a run like Ctrl-C: agents are stopped, the run is left resumable.
+    (Agents run in their own process groups, so without this they would outlive a terminated plait.)"""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def progress_for(console: Console, total: int) -> PlainProgress:
     return LiveProgress(console, total) if console.is_terminal else PlainProgress(console)
 
@@ -25,7 +43,8 @@ def run(plan: Path, options: RunOptions, console: Console) -> int:
     console.print(f"plait run [bold]{run_id}[/]: {total} tasks, --jobs {options.jobs}")
     progress = progress_for(console, total)
     try:
-        status = api.execute(repo, run_id, progress)
+        with graceful_termination():
+            status = api.execute(repo, run_id, progress)
     finally:
         progress.close()
     return finish(repo, run_id, status, console)
@@ -35,7 +54,8 @@ def resume(run_id: str, console: Console) -> int:
     repo = api.open_repo()
     progress = progress_for(console, len(repo.store.tasks(run_id)))
     try:
-        repo, status = api.resume(run_id, progress)
+        with graceful_termination():
+            repo, status = api.resume(run_id, progress)
     finally:
         progress.close()
     return finish(repo, run_id, status, console)

@@ -71,7 +71,8 @@ class Engine:
         self.sched = Scheduler(jobs, options.jobs, dict(self.limits.current))
         self.commits: dict[str, str] = {}
         self.contexts: dict[str, dict[str, Any]] = {}
-        self.attempts: dict[str, int] = {}
+        self.attempts: dict[str, int] = {}  # attempt numbers continue across resumes
+        self.tries: dict[str, int] = {}  # attempts started by this process: what the retry limit counts
         self.resumable: dict[str, tuple[str, str]] = {}  # task -> (agent session, worktree base)
         self.radar_head = ctx.base_sha
         self.spent = 0.0
@@ -113,6 +114,9 @@ class Engine:
         last_beat = 0.0
         try:
             while True:
+                if time.monotonic() - last_beat > HEARTBEAT_SECONDS:
+                    self.store.heartbeat(self.run_id)
+                    last_beat = time.monotonic()
                 self._check_cancel()
                 if not self.cancel.is_set() and not self.stopped_for_budget:
                     self.sched.profile_limits = dict(self.limits.current)
@@ -127,9 +131,6 @@ class Engine:
                 finished, _ = wait(running, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     self._finish(running.pop(fut), fut)
-                if time.monotonic() - last_beat > HEARTBEAT_SECONDS:
-                    self.store.heartbeat(self.run_id)
-                    last_beat = time.monotonic()
         except BaseException:
             self.cancel.set()
             for fut in running:
@@ -144,6 +145,7 @@ class Engine:
         self.sched.start(tid)
         attempt = self.attempts.get(tid, 0) + 1
         self.attempts[tid] = attempt
+        self.tries[tid] = self.tries.get(tid, 0) + 1
         now = time.time()
         resume = self.resumable.pop(tid, None)
         self.emit("task.started", tid, {"attempt": attempt, "profile": self.plan.agent_for(task, self.ctx.profiles),
@@ -184,11 +186,11 @@ class Engine:
             self.emit("task.done", tid, {"commit": rec.commit_sha, "files": rec.files_changed},
                       task={"state": "done", "commit_sha": rec.commit_sha, "finished_at": now})
             self.radar_head = self._radar_merge(tid, rec.commit_sha) or self.radar_head
-        elif rec.transient and not self.cancel.is_set() and rec.attempt <= self.plan.defaults.retries:
+        elif rec.transient and not self.cancel.is_set() and self.tries.get(tid, 0) <= self.plan.defaults.retries:
             session = rec.agent.get("session_id")
             if session and kind in (ErrorKind.RATE_LIMIT.value, ErrorKind.OVERLOADED.value):
                 self.resumable[tid] = (session, rec.base_sha)
-            delay = min(MAX_BACKOFF_SECONDS, self.options.retry_base_seconds * 2 ** (rec.attempt - 1))
+            delay = min(MAX_BACKOFF_SECONDS, self.options.retry_base_seconds * 2 ** (self.tries[tid] - 1))
             self.sched.retry(tid, self.clock.now() + delay)
             self.emit("task.retry", tid, {"attempt": rec.attempt, "delay": delay, "error": rec.error},
                       task={"state": "retrying", "error": rec.error})
