@@ -78,6 +78,8 @@ def snapshot(repo: Path) -> dict[str, str]:
         "HEAD": git(repo, "symbolic-ref", "HEAD") + " " + git(repo, "rev-parse", "HEAD"),
         "status": git(repo, "status", "--porcelain", "--ignored=no", "--untracked-files=all"),
         "refs": "\n".join(r for r in refs.splitlines() if not r.startswith("refs/heads/plait/")),
+        "config": (repo / ".git" / "config").read_text(),
+        "index": (repo / ".git" / "index").read_bytes().hex(),
         "files": "\n".join(f"{p.relative_to(repo)}:{p.read_bytes().hex()}" for p in sorted(repo.rglob("*"))
                            if p.is_file() and ".git" not in p.parts and ".plait" not in p.parts),
     }

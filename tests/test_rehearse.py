@@ -8,7 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from runfixtures import events, git, latest_run, make_repo, overlaps, plait, require_cli, spans, task, write_plan
+from runfixtures import (
+    events,
+    git,
+    latest_run,
+    make_repo,
+    overlaps,
+    plait,
+    require_cli,
+    snapshot,
+    spans,
+    task,
+    write_plan,
+)
 
 
 def cli_repo(tmp_path: Path, cli: str = "claude") -> Path:
@@ -29,6 +41,7 @@ def failure_details(repo: Path, run_id: str) -> str:
 def test_each_real_cli_completes_a_task_under_plait_run(tmp_path: Path, cli: str) -> None:
     """The real binary edits files in its worktree; plait captures, verifies and integrates them."""
     repo = cli_repo(tmp_path, cli)
+    before = snapshot(repo)
     plan = write_plan(repo, [
         task("new", {"notes/new.txt": "written by the agent\n"}, verify="grep -q 'written by the agent' notes/new.txt"),
         {"id": "edit", "title": "edit the readme", "prompt": "Change x to y in README.md", "files": ["README.md"],
@@ -41,6 +54,7 @@ def test_each_real_cli_completes_a_task_under_plait_run(tmp_path: Path, cli: str
     assert git(repo, "show", f"plait/{run_id}/integration:README.md") == "y"
     status = json.loads(plait(repo, "status", run_id, "--json").stdout)
     assert {t["state"] for t in status["tasks"]} == {"done"}
+    assert snapshot(repo) == before, "the user's checkout, index, config and refs are untouched"
 
 
 def test_rehearsal_runs_real_claude_code_through_the_whole_pipeline(tmp_path: Path) -> None:
