@@ -81,7 +81,7 @@ def summary_of(record: TaskRecord, task: Task) -> str:
     if record.files_changed:
         parts.append(f"Changed {len(record.files_changed)} file(s): {', '.join(record.files_changed[:12])}.")
     if record.agent.get("summary"):
-        parts.append(f"Agent: {str(record.agent['summary'])[:400]}")
+        parts.append(f"Agent: {str(record.agent['summary'])[:400].rstrip('.')}.")
     if record.verify and record.verify.command:
         parts.append(f"Verify `{record.verify.command}` {'passed' if record.verify.ok else 'failed'}.")
     if not record.ok:
