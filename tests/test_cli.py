@@ -81,3 +81,15 @@ def test_a_bug_exits_3_with_the_traceback_in_a_log(monkeypatch: pytest.MonkeyPat
     assert "Traceback" not in err and "this is a bug" in err
     log = Path(err.rsplit("traceback is in ", 1)[1].strip())
     assert "RuntimeError: simulated bug" in log.read_text()
+
+
+def test_run_says_when_uncommitted_work_is_not_part_of_the_run(tmp_path: Path) -> None:
+    from runfixtures import task, write_plan
+
+    repo = make_repo(tmp_path / "repo", {"README.md": "x\n"})
+    (repo / "README.md").write_text("edited but not committed\n")
+    plan = write_plan(repo, [task("a", {"a.txt": "a"})])
+    done = plait(repo, "run", str(plan))
+    assert done.returncode == 0, done.stderr
+    assert "uncommitted change(s)" in done.stdout
+    assert (repo / "README.md").read_text() == "edited but not committed\n"

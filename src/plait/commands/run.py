@@ -41,6 +41,7 @@ def run(plan: Path, options: RunOptions, console: Console) -> int:
     repo, run_id = api.start(plan, options)
     total = len(repo.store.tasks(run_id))
     console.print(f"plait run [bold]{run_id}[/]: {total} tasks, --jobs {options.jobs}")
+    warn_uncommitted(repo, run_id, console)
     progress = progress_for(console, total)
     try:
         with graceful_termination():
@@ -48,6 +49,17 @@ def run(plan: Path, options: RunOptions, console: Console) -> int:
     finally:
         progress.close()
     return finish(repo, run_id, status, console)
+
+
+def warn_uncommitted(repo: api.Repo, run_id: str, console: Console) -> None:
+    """Agents start from a commit: say so when the user's working tree holds work that is not in it."""
+    entries = [e for e in repo.git.status_porcelain().split("\0") if e]
+    changed = [e for e in entries if not e.startswith("??")]
+    row = repo.store.run(run_id)
+    if changed and row:
+        base = str(row["base_sha"])[:12]
+        console.print(f"[yellow]note[/] {len(changed)} uncommitted change(s) in your working tree are not part of "
+                      f"this run: agents start from commit {base}. Commit them first to include them.")
 
 
 def resume(run_id: str, console: Console) -> int:
