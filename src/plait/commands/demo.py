@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -48,5 +49,7 @@ def demo(jobs: int, directory: Path | None, console: Console) -> int:
     finally:
         progress.close()
     code = finish(repo, run_id, status, console)
-    console.print(f"  look around: cd {repo_dir} && git branch --list 'plait/*' && plait status {run_id}")
+    plait = f"{shlex.quote(sys.executable)} -m plait"  # works whether or not plait is on PATH
+    console.print(f"  look around: cd {repo_dir} && git branch --list 'plait/*' && {plait} status {run_id}",
+                  soft_wrap=True)
     return code
