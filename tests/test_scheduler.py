@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from plait import graph
 from plait.run.scheduler import Job, Scheduler, lower_bound, simulate, simulate_barriers
 
 
@@ -69,3 +72,31 @@ def test_failure_blocks_transitive_dependents_only() -> None:
         s.start(t)
     assert sorted(s.fail("a")) == ["b", "c"]
     assert s.ready() == [] and "d" in s.running
+
+
+@st.composite
+def dags(draw: st.DrawFn) -> list[Job]:
+    n = draw(st.integers(1, 25))
+    out = []
+    for i in range(n):
+        needs = draw(st.lists(st.integers(0, i - 1), max_size=3, unique=True)) if i else []
+        out.append(Job(f"t{i}", tuple(f"t{j}" for j in needs), draw(st.floats(0.1, 100))))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(dags(), st.integers(1, 8))
+def test_simulated_schedule_is_valid_and_within_grahams_bound(jobs: list[Job], m: int) -> None:
+    sim = simulate(jobs, m)
+    weight = {j.id: j.weight for j in jobs}
+    needs = {j.id: list(j.needs) for j in jobs}
+    cp = sum(weight[t] for t in graph.critical_path(needs, weight))
+    work = sum(weight.values())
+    # Every task starts after its dependencies end, and never more than m run at once.
+    for j in jobs:
+        assert all(sim.spans[d][1] <= sim.spans[j.id][0] + 1e-9 for d in j.needs)
+    for start, _ in sim.spans.values():
+        assert sum(1 for a, b in sim.spans.values() if a <= start < b) <= m
+    # Lower bound, and Graham's bound for any work-conserving list schedule.
+    assert lower_bound(weight.values(), cp, m) <= sim.makespan + 1e-6
+    assert sim.makespan <= work / m + (1 - 1 / m) * cp + 1e-6
