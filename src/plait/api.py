@@ -67,12 +67,18 @@ def _agent_env(profile: Profile, task_id: str) -> dict[str, str]:
     return env_for(profile, os.environ)
 
 
-def _context(repo: Repo, plan: Plan, run_id: str, base_sha: str, task_env: TaskEnv | None = None) -> RunContext:
+def _plan_profiles(repo: Repo, plan: Plan) -> dict[str, Profile]:
+    """The repository's profiles, after checking that every task's profile exists."""
     profiles = _profiles(repo.root)
     unknown = sorted({plan.agent_for(t, profiles) for t in plan.tasks} - set(profiles))
     if unknown:
         raise PlaitError(f"unknown agent profile(s): {', '.join(unknown)}",
                          f"define them in plait.toml [profiles.NAME] or use one of {', '.join(sorted(profiles))}")
+    return profiles
+
+
+def _context(repo: Repo, plan: Plan, run_id: str, base_sha: str, task_env: TaskEnv | None = None) -> RunContext:
+    profiles = _plan_profiles(repo, plan)
     return RunContext(plan=plan, git=repo.git, paths=RunPaths(repo.root, run_id), base_sha=base_sha,
                       profiles=profiles, make_agent=_make_agent,
                       agent_env=_agent_env if task_env is None else
@@ -86,7 +92,7 @@ def start(plan_path: Path, options: RunOptions, cwd: Path | None = None) -> tupl
     loaded = load_plan(plan_path)
     plan = loaded.plan
     base_sha = repo.git.resolve_commit(plan.base or "HEAD")
-    _context(repo, plan, "check", base_sha)  # fail early on unknown profiles
+    _plan_profiles(repo, plan)  # fail before anything is recorded
     preflight(plan, repo.root)
     _ensure_plait_dir(repo.root)
     run_id = repo.store.create_run(
