@@ -93,3 +93,12 @@ def test_run_says_when_uncommitted_work_is_not_part_of_the_run(tmp_path: Path) -
     assert done.returncode == 0, done.stderr
     assert "uncommitted change(s)" in done.stdout
     assert (repo / "README.md").read_text() == "edited but not committed\n"
+
+
+def test_unknown_agent_profile_is_located_in_the_plan(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("plait: 1\nname: x\ntasks:\n  - id: a\n    title: A\n    prompt: p\n    agent: nosuch\n")
+    done = plait(repo, "run", str(plan))
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"plait: error: {plan}:7:") and "nosuch" in done.stderr and " — " in done.stderr

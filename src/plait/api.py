@@ -16,7 +16,7 @@ from plait.agents.base import Agent, Profile
 from plait.errors import PlaitError
 from plait.git import workspace
 from plait.git.repo import Git
-from plait.plan.load import load_plan
+from plait.plan.load import LoadedPlan, load_plan
 from plait.plan.model import Plan
 from plait.run.engine import Engine, Listener, RunOptions
 from plait.run.preflight import preflight
@@ -67,13 +67,18 @@ def _agent_env(profile: Profile, task_id: str) -> dict[str, str]:
     return env_for(profile, os.environ)
 
 
-def _plan_profiles(repo: Repo, plan: Plan) -> dict[str, Profile]:
+def _plan_profiles(repo: Repo, plan: Plan, loaded: LoadedPlan | None = None) -> dict[str, Profile]:
     """The repository's profiles, after checking that every task's profile exists."""
     profiles = _profiles(repo.root)
-    unknown = sorted({plan.agent_for(t, profiles) for t in plan.tasks} - set(profiles))
-    if unknown:
-        raise PlaitError(f"unknown agent profile(s): {', '.join(unknown)}",
-                         f"define them in plait.toml [profiles.NAME] or use one of {', '.join(sorted(profiles))}")
+    for i, task in enumerate(plan.tasks):
+        name = plan.agent_for(task, profiles)
+        if name not in profiles:
+            where = None
+            if loaded is not None:
+                where = loaded.locate("tasks", i, "agent") if task.agent else loaded.locate("defaults", "agent")
+            raise PlaitError(f"task {task.id}: unknown agent profile {name!r}",
+                             f"define [profiles.{name}] in plait.toml or use one of {', '.join(sorted(profiles))}",
+                             where)
     return profiles
 
 
@@ -92,7 +97,7 @@ def start(plan_path: Path, options: RunOptions, cwd: Path | None = None) -> tupl
     loaded = load_plan(plan_path)
     plan = loaded.plan
     base_sha = repo.git.resolve_commit(plan.base or "HEAD")
-    _plan_profiles(repo, plan)  # fail before anything is recorded
+    _plan_profiles(repo, plan, loaded)  # fail before anything is recorded
     preflight(plan, repo.root)
     _ensure_plait_dir(repo.root)
     run_id = repo.store.create_run(
