@@ -27,6 +27,8 @@ def test_every_command_has_help(name: str) -> None:
 
 
 BAD_INPUTS = [
+    ("run", "--jobs=0"),
+    ("nosuchcommand", "x"),
     ("check", "missing.yaml"),
     ("check", "{dir}"),
     ("check", "{bad_yaml}"),

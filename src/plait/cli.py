@@ -147,9 +147,14 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("plait: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else "plait"
+        message = " ".join(exc.format_message().split()).rstrip(".")
+        click.echo(f"plait: error: {message} — see `{where} --help`", err=True)
+        sys.exit(EXIT_USER_ERROR)
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(EXIT_USER_ERROR if exc.exit_code == 2 else exc.exit_code)
+        click.echo(f"plait: error: {' '.join(exc.format_message().split())}", err=True)
+        sys.exit(EXIT_USER_ERROR)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except SystemExit:
