@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -287,16 +291,30 @@ def test_directory_suggests_the_plan_inside(tmp_path: Path) -> None:
     assert str(tmp_path / "plan.yaml") in info.value.fix
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can read anything")
 def test_unreadable_file(tmp_path: Path) -> None:
-    path = write(tmp_path, VALID)
-    path.chmod(0)
+    if os.geteuid() != 0:
+        path = write(tmp_path, VALID)
+        path.chmod(0)
+        try:
+            with pytest.raises(PlanError) as info:
+                load_plan(path)
+        finally:
+            path.chmod(0o644)
+        assert "permission denied" in info.value.message and info.value.fix
+        return
+    # Root reads anything: load the plan as the unprivileged `nobody` instead (setpriv, util-linux).
+    folder = Path(tempfile.mkdtemp(prefix="plait-perm-"))
     try:
-        with pytest.raises(PlanError) as info:
-            load_plan(path)
+        folder.chmod(0o755)
+        path = write(folder, VALID)
+        path.chmod(0)
+        done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
+                               "-m", "plait", "check", str(path)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.strip() == (f"plait: error: {path}: cannot be read: permission denied — "
+                                       "check the file's permissions")
     finally:
-        path.chmod(0o644)
-    assert "permission denied" in info.value.message and info.value.fix
+        shutil.rmtree(folder)
 
 
 def test_other_read_errors(tmp_path: Path) -> None:

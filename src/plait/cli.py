@@ -41,7 +41,7 @@ def schema() -> None:
 
 
 @cli.command()
-@click.argument("plans", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("plans", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @click.option("--jobs", "-j", type=click.IntRange(1, 256), help="Agents to estimate for (default: recommended).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/check.md).")
 def check(plans: tuple[Path, ...], jobs: int | None, as_json: bool) -> None:
@@ -52,7 +52,7 @@ def check(plans: tuple[Path, ...], jobs: int | None, as_json: bool) -> None:
 
 
 @cli.command("run")
-@click.argument("plan", type=click.Path(path_type=Path))
+@click.argument("plan", type=click.Path(path_type=Path, readable=False))
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=4, show_default=True, help="Agents at once.")
 @click.option("--deliver", type=click.Choice(["branch", "stack"]), default="branch", show_default=True,
               help="branch: one integration branch; stack: a branch per task stacked in dependency order.")
