@@ -240,13 +240,12 @@ class Engine:
         if not outcome.conflicts:
             return merge.commit_tree(git, outcome.tree, [self.radar_head, commit], f"radar: {tid}")
         if report:
-            for other, sha in self.commits.items():
-                if other == tid:
-                    continue
-                files = merge.would_conflict(git, sha, commit)
-                if files:
-                    data = {"with": other, "files": list(files)}
-                    self.emit("task.conflict", tid, data, task={"conflicts_json": json.dumps([data])})
+            found = [{"with": other, "files": list(files)} for other, sha in self.commits.items()
+                     if other != tid and (files := merge.would_conflict(git, sha, commit))]
+            # No single task clashes: only the combination of earlier work does.
+            found = found or [{"with": "the merge of the tasks finished before it", "files": list(outcome.conflicts)}]
+            for i, data in enumerate(found, start=1):
+                self.emit("task.conflict", tid, data, task={"conflicts_json": json.dumps(found[:i])})
         return None
 
     # -- end of the run -----------------------------------------------------------------
