@@ -42,13 +42,17 @@ def run(plan: Path, options: RunOptions, console: Console) -> int:
     total = len(repo.store.tasks(run_id))
     console.print(f"plait run [bold]{run_id}[/]: {total} tasks, --jobs {options.jobs}")
     warn_uncommitted(repo, run_id, console)
-    progress = progress_for(console, total)
+    return finish(repo, run_id, execute_with_progress(repo, run_id, console), console)
+
+
+def execute_with_progress(repo: api.Repo, run_id: str, console: Console) -> str:
+    """Run a recorded run to its end, showing progress; SIGTERM/SIGHUP stop it like Ctrl-C."""
+    progress = progress_for(console, len(repo.store.tasks(run_id)))
     try:
         with graceful_termination():
-            status = api.execute(repo, run_id, progress)
+            return api.execute(repo, run_id, progress)
     finally:
         progress.close()
-    return finish(repo, run_id, status, console)
 
 
 def warn_uncommitted(repo: api.Repo, run_id: str, console: Console) -> None:
