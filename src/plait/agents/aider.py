@@ -63,8 +63,7 @@ class AiderAgent:
         return argv + list(profile.extra_args)
 
     def env(self, request: AgentRequest) -> dict[str, str]:
-        env = dict(request.env)
-        env.update(cli.QUIET_ENV)
+        env = cli.quiet_env(request)
         home = cli.private_home(request, "aider")
         env["HOME"] = str(home)  # no ~/.aider.conf.yml, no analytics id
         # Aider downloads a model price map at start unless a fresh, non-empty cache of it exists; this

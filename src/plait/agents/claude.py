@@ -49,8 +49,7 @@ class ClaudeAgent:
         return argv + list(profile.extra_args)
 
     def env(self, request: AgentRequest) -> dict[str, str]:
-        env = {k: v for k, v in request.env.items() if k not in ("CLAUDECODE", "CLAUDE_CODE_ENTRYPOINT")}
-        env.update(cli.QUIET_ENV)
+        env = cli.quiet_env(request, drop=("CLAUDECODE", "CLAUDE_CODE_ENTRYPOINT"))
         env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] = "1"
         env.setdefault("CLAUDE_CONFIG_DIR", str(cli.private_home(request, "claude")))
         # plait backs off itself (and lowers the profile's concurrency): the CLI should give up soon.

@@ -28,6 +28,13 @@ QUIET_ENV = {
 }
 
 
+def quiet_env(request: AgentRequest, drop: tuple[str, ...] = ()) -> dict[str, str]:
+    """The agent's allow-listed environment (less `drop`) with every CLI's telemetry switched off."""
+    env = {k: v for k, v in request.env.items() if k not in drop}
+    env.update(QUIET_ENV)
+    return env
+
+
 def find_binary(request: AgentRequest, default: str) -> str | None:
     """The profile's `binary`, else `default` on the agent's PATH, else the project's CLI cache."""
     if request.profile.binary:

@@ -49,8 +49,7 @@ class CodexAgent:
         return [*argv, "-"]  # "-": the prompt comes on stdin
 
     def env(self, request: AgentRequest) -> dict[str, str]:
-        env = dict(request.env)
-        env.update(cli.QUIET_ENV)
+        env = cli.quiet_env(request)
         env.setdefault("CODEX_HOME", str(cli.private_home(request, "codex")))
         return env
 

@@ -34,8 +34,7 @@ class CursorAgent:
         return [*argv, *profile.extra_args, request.prompt]  # Cursor takes the prompt as an argument
 
     def env(self, request: AgentRequest) -> dict[str, str]:
-        env = dict(request.env)
-        env.update(cli.QUIET_ENV)
+        env = cli.quiet_env(request)
         env["HOME"] = str(cli.private_home(request, "cursor"))  # ~/.cursor holds its config and chats
         return env
 

@@ -49,8 +49,7 @@ class GeminiAgent:
         return argv + list(profile.extra_args)
 
     def env(self, request: AgentRequest) -> dict[str, str]:
-        env = dict(request.env)
-        env.update(cli.QUIET_ENV)
+        env = cli.quiet_env(request)
         if "GEMINI_CLI_HOME" not in env:
             home = cli.private_home(request, "gemini")
             (home / ".gemini").mkdir(exist_ok=True)

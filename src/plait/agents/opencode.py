@@ -62,8 +62,7 @@ class OpenCodeAgent:
         return argv + list(profile.extra_args)
 
     def env(self, request: AgentRequest) -> dict[str, str]:
-        env = dict(request.env)
-        env.update(cli.QUIET_ENV)
+        env = cli.quiet_env(request)
         home = cli.private_home(request, "opencode")
         # OpenCode keeps sessions, config, caches and logs under the XDG dirs: keep them private.
         for var, sub in (("XDG_DATA_HOME", "data"), ("XDG_CONFIG_HOME", "config"), ("XDG_STATE_HOME", "state"),
