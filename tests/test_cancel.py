@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from hostile import marked, wait_gone
 from runfixtures import events, latest_run, make_repo, plait, task, write_plan
 
 
@@ -53,9 +55,9 @@ def test_status_while_running_then_cancel_stops_agents(tmp_path: Path) -> None:
 
 
 def test_sigterm_stops_the_agents_and_leaves_a_resumable_run(tmp_path: Path) -> None:
-    pids = tmp_path / "agent.pids"
-    # The agent records its pid, then works for a long time unless stopped.
-    command = f"echo $$ >> {pids}; sleep 60; echo done > out.txt"
+    # The agent works for a long time unless stopped; its sleep is marked to find it from outside.
+    mark = f"60.{random.randrange(10**6, 10**7)}"
+    command = f"sleep {mark}; echo done > out.txt"
     toml = f"[profiles.slow]\nadapter = \"shell\"\ncommand = '{command}'\n"
     repo = make_repo(tmp_path / "repo", {"README.md": "x\n", "plait.toml": toml})
     plan = write_plan(repo, [{"id": "a", "title": "slow", "prompt": "p", "agent": "slow", "files": ["out.txt"]}])
@@ -64,7 +66,7 @@ def test_sigterm_stops_the_agents_and_leaves_a_resumable_run(tmp_path: Path) -> 
     try:
         run_id = wait_for(repo, "task.workspace")
         deadline = time.monotonic() + 30
-        while not pids.exists() and time.monotonic() < deadline:
+        while not (agents := marked(mark)) and time.monotonic() < deadline:
             time.sleep(0.05)
         proc.terminate()
         _, err = proc.communicate(timeout=30)
@@ -72,8 +74,6 @@ def test_sigterm_stops_the_agents_and_leaves_a_resumable_run(tmp_path: Path) -> 
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130 and "Traceback" not in err
-    agent_pid = int(pids.read_text().split()[0])
-    time.sleep(0.2)
-    assert not Path(f"/proc/{agent_pid}").exists(), "the agent outlived plait"
+    assert agents and wait_gone(agents) == [], "the agent outlived plait"
     doc = json.loads(plait(repo, "status", run_id, "--json").stdout)
     assert doc["status"] == "interrupted"

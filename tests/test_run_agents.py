@@ -17,9 +17,9 @@ def start(repo: Path, tasks: list[dict[str, object]], jobs: int = 4, **extra: ob
 
 
 def test_crash_by_signal_is_retried_with_backoff_and_then_succeeds(tmp_path: Path) -> None:
-    marker = tmp_path / "crashed-once"
     # First attempt: the agent dies by SIGKILL (a crash, transient). Second: it writes its file.
-    command = (f"if [ ! -e {marker} ]; then touch {marker}; kill -9 $$; fi; "
+    # (The marker is in the task's private home, which its attempts share.)
+    command = ('if [ ! -e "$HOME/crashed-once" ]; then touch "$HOME/crashed-once"; kill -9 $$; fi; '
                "echo done > out.txt")
     toml = f"[profiles.flaky]\nadapter = \"shell\"\ncommand = '{command}'\n"
     repo = make_repo(tmp_path / "repo", {"README.md": "x\n", "plait.toml": toml})
@@ -62,14 +62,16 @@ def test_role_selects_a_profile_of_that_name(tmp_path: Path) -> None:
     assert status == "completed"
 
 
-def test_clean_removes_worktrees_but_keeps_branches_and_evidence(tmp_path: Path) -> None:
+def test_clean_removes_workspaces_but_keeps_branches_and_evidence(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo")
-    status, run_id = start(repo, [task("a", {"a.txt": "a"})])
-    assert status == "completed"
-    assert (repo / ".plait" / "worktrees" / run_id / "a").is_dir()
+    status, run_id = start(repo, [task("a", {"a.txt": "a"}), task("b", {"b.txt": "b"}, verify="false")])
+    assert status == "failed"
+    rows = {t["task_id"]: t for t in api.open_repo(repo).store.tasks(run_id)}
+    kept, gone = Path(rows["b"]["worktree"]), Path(rows["a"]["worktree"])
+    assert not gone.exists(), "a verified task's workspace goes at once: its work is in its commit"
+    assert (kept / "tree" / "b.txt").is_file(), "a failed attempt's workspace stays to be looked at"
+    assert not kept.is_relative_to(repo), "workspaces live outside the checkout by default"
     removed = api.clean(cwd=repo)
-    assert any(p.endswith("/a") for p in removed)
-    assert not (repo / ".plait" / "worktrees" / run_id).exists()
-    assert git(repo, "rev-parse", f"plait/{run_id}/a")
+    assert removed and not kept.exists() and not kept.parent.parent.exists()
+    assert git(repo, "rev-parse", f"plait/{run_id}/a") and git(repo, "rev-parse", f"plait/{run_id}/b")
     assert (repo / ".plait" / "runs" / run_id / "tasks" / "a" / "EVIDENCE.md").is_file()
-    assert f"{repo}/.plait" not in git(repo, "worktree", "list")

@@ -1,4 +1,4 @@
-"""plait: run a team of AI coding agents in parallel on git worktrees."""
+"""plait: run a team of AI coding agents in parallel, each in its own sandboxed git workspace."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from plait import report
-from plait.agents.base import Agent, Profile
+from plait.agents.base import Agent, Profile, SandboxMode
 from plait.errors import PlaitError
 from plait.git import workspace
 from plait.git.repo import Git
@@ -46,7 +46,7 @@ def _ensure_plait_dir(root: Path) -> None:
     folder.mkdir(exist_ok=True)
     ignore = folder / ".gitignore"
     if not ignore.exists():
-        ignore.write_text("# plait's worktrees, evidence and reports; never committed\n*\n")
+        ignore.write_text("# plait's evidence and reports; never committed\n*\n")
 
 
 def _profiles(root: Path) -> dict[str, Profile]:
@@ -82,13 +82,51 @@ def _plan_profiles(repo: Repo, plan: Plan, loaded: LoadedPlan | None = None) -> 
     return profiles
 
 
-def _context(repo: Repo, plan: Plan, run_id: str, base_sha: str, task_env: TaskEnv | None = None) -> RunContext:
+def run_paths(repo: Repo, run_id: str) -> RunPaths:
+    """Where a run's evidence (in `.plait/`) and its workspaces (outside the checkout by default) live."""
+    from plait.profiles import workspace_root
+
+    root = workspace_root(repo.root, os.environ) or workspace.default_root()
+    return RunPaths(repo.root, run_id, workspace.repo_folder(root, repo.git) / run_id)
+
+
+def sandbox_warning(repo: Repo, plan: Plan) -> str | None:
+    """One line when agents will run without write confinement; a user error when a profile demands it."""
+    from plait.sandbox import support
+
+    found = support()
+    if found.landlock_abi is not None:
+        return None
     profiles = _plan_profiles(repo, plan)
-    return RunContext(plan=plan, git=repo.git, paths=RunPaths(repo.root, run_id), base_sha=base_sha,
+    used = {profiles[plan.agent_for(t, profiles)] for t in plan.tasks}
+    strict = sorted(p.name for p in used if p.sandbox is SandboxMode.LANDLOCK)
+    if strict:
+        raise PlaitError(f"profile {strict[0]} asks for sandbox = \"landlock\", but {found.landlock_reason}",
+                         "run on Linux 5.13 or newer with Landlock enabled, or set sandbox = \"auto\"")
+    if all(p.sandbox is SandboxMode.OFF for p in used):
+        return None
+    return (f"agents' writes are NOT confined on this machine ({found.landlock_reason}); "
+            "they can write wherever you can (see docs/security.md)")
+
+
+def _protected(repo: Repo, plan_path: str) -> tuple[str, ...]:
+    """Repository paths of the run's plan and plait's config: a task deleting them fails."""
+    plan = Path(plan_path).resolve()
+    inside = plan.is_relative_to(repo.root.resolve())
+    return ("plait.toml", plan.relative_to(repo.root.resolve()).as_posix()) if inside else ("plait.toml",)
+
+
+def _context(repo: Repo, plan: Plan, run_id: str, base_sha: str, plan_path: str,
+             task_env: TaskEnv | None = None) -> RunContext:
+    from plait.sandbox import support
+
+    profiles = _plan_profiles(repo, plan)
+    return RunContext(plan=plan, git=repo.git, paths=run_paths(repo, run_id), base_sha=base_sha,
                       profiles=profiles, make_agent=_make_agent,
                       agent_env=_agent_env if task_env is None else
                       (lambda profile, task_id: {**_agent_env(profile, task_id), **task_env(task_id)}),
-                      verify_env=verify_environment())
+                      verify_env=verify_environment(), landlock=support().landlock_abi is not None,
+                      protected=_protected(repo, plan_path))
 
 
 def start(plan_path: Path, options: RunOptions, cwd: Path | None = None) -> tuple[Repo, str]:
@@ -98,6 +136,7 @@ def start(plan_path: Path, options: RunOptions, cwd: Path | None = None) -> tupl
     plan = loaded.plan
     base_sha = repo.git.resolve_commit(plan.base or "HEAD")
     _plan_profiles(repo, plan, loaded)  # fail before anything is recorded
+    sandbox_warning(repo, plan)
     preflight(plan, repo.root)
     _ensure_plait_dir(repo.root)
     run_id = repo.store.create_run(
@@ -121,7 +160,8 @@ def execute(repo: Repo, run_id: str, listener: Listener | None = None, resume: b
 
             server, task_env = stack.enter_context(rehearsal(plan, run_id, options.rehearse_latency))
             repo.store.emit(run_id, "rehearsal.server", None, {"url": server.url})
-        engine = Engine(_context(repo, plan, run_id, row["base_sha"], task_env), repo.store, options, listener)
+        engine = Engine(_context(repo, plan, run_id, row["base_sha"], row["plan_path"], task_env), repo.store,
+                        options, listener)
         if resume:
             _clean_stale(repo, run_id)
             engine.restore()
@@ -144,12 +184,10 @@ def resume(run_id: str, listener: Listener | None = None, cwd: Path | None = Non
 
 
 def _clean_stale(repo: Repo, run_id: str) -> None:
-    """Worktrees and half-made state left by a killed process (flock locks die with it)."""
-    workspace.prune(repo.git)
+    """Workspaces left by a killed process (flock locks die with it; its agents died with it too)."""
     for row in repo.store.tasks(run_id):
         if row["state"] != "done" and row["worktree"]:
-            workspace.remove_worktree(repo.git, Path(row["worktree"]))
-    workspace.prune(repo.git)
+            workspace.remove(Path(row["worktree"]))
 
 
 def is_live(row: dict[str, Any]) -> bool:
@@ -218,10 +256,11 @@ def status(run_id: str | None = None, cwd: Path | None = None) -> dict[str, Any]
             {"exit_code": t["verify_exit"], "seconds": t["verify_seconds"]},
             "conflicts": json.loads(t["conflicts_json"] or "[]"),
             "deviations": json.loads(t["deviations_json"] or "[]"),
+            "incidents": json.loads(t["incidents_json"] or "[]"),
             "error": t["error"], "cost_usd": t["cost_usd"],
         } for t in tasks],
         "metrics": report.asdict(metrics),
-        "evidence": str(RunPaths(Path(row["repo_root"]), rid).run_dir),
+        "evidence": str(run_paths(repo, rid).run_dir),
     }
 
 
@@ -238,24 +277,21 @@ def cancel(run_id: str, cwd: Path | None = None) -> str:
 
 
 def clean(cwd: Path | None = None, run_id: str | None = None) -> list[str]:
-    """Remove finished runs' worktrees (branches and evidence stay)."""
+    """Remove finished runs' workspaces (branches and evidence stay)."""
     repo = open_repo(cwd)
     removed: list[str] = []
     for row in repo.store.runs():
         if (run_id and row["id"] != run_id) or is_live(row):
             continue
-        folder = RunPaths(repo.root, row["id"]).plait_dir / "worktrees" / row["id"]
-        for wt in sorted(folder.glob("*")) if folder.exists() else []:
-            workspace.remove_worktree(repo.git, wt)
-            removed.append(str(wt))
-        if folder.exists() and not any(folder.iterdir()):
-            folder.rmdir()
-    workspace.prune(repo.git)
+        folders = {run_paths(repo, row["id"]).workspaces}
+        folders |= {Path(t["worktree"]).parent for t in repo.store.tasks(row["id"]) if t["worktree"]}
+        for folder in sorted(folders):
+            removed += [str(p) for p in workspace.remove_all(folder)]
     return removed
 
 
 def final_metrics(repo: Repo, run_id: str) -> report.Metrics:
     row = _run_row(repo, run_id)
     m = report.compute(row, repo.store.tasks(run_id), repo.store.attempts(run_id), repo.store.events(run_id))
-    report.write(RunPaths(repo.root, run_id).run_dir, m)
+    report.write(run_paths(repo, run_id).run_dir, m)
     return m

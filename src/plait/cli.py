@@ -24,10 +24,10 @@ EXIT_INTERRUPTED = 130
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="plait")
 def cli() -> None:
-    """Run a team of AI coding agents in parallel on git worktrees.
+    """Run a team of AI coding agents in parallel, each in its own sandboxed git workspace.
 
     Write or generate a plan, check how well it parallelizes, run it: every task gets its own
-    worktree and branch, is verified and leaves evidence; the branches are then integrated, the
+    workspace and branch, is verified and leaves evidence; the branches are then integrated, the
     full test suite runs, and plait reports the measured speed-up.
     """
 
@@ -63,7 +63,7 @@ def check(plans: tuple[Path, ...], jobs: int | None, as_json: bool) -> None:
               help="Seconds per scripted model turn in a rehearsal.")
 def run_cmd(plan: Path, jobs: int, deliver: str, max_cost: float | None, rehearse: bool,
             rehearse_latency: float) -> None:
-    """Run PLAN: every task in its own worktree, in parallel, verified, then integrated."""
+    """Run PLAN: every task in its own sandboxed workspace, in parallel, verified, then integrated."""
     from plait.commands.run import run
     from plait.run.engine import RunOptions
 
@@ -103,11 +103,11 @@ def cancel(run_id: str) -> None:
 @cli.command()
 @click.option("--run", "run_id", help="Only this run.")
 def clean(run_id: str | None) -> None:
-    """Remove finished runs' worktrees (their branches, evidence and reports stay)."""
+    """Remove finished runs' workspaces (their branches, evidence and reports stay)."""
     from plait import api
 
     removed = api.clean(run_id=run_id)
-    click.echo(f"removed {len(removed)} worktree(s)")
+    click.echo(f"removed {len(removed)} workspace(s)")
 
 
 @cli.command()

@@ -48,11 +48,15 @@ class TaskRecord:
     started_at: float = 0.0
     finished_at: float = 0.0
     dependencies: list[str] = field(default_factory=list)
+    # What the agent tried that was refused or lay outside its work tree, and what it did to its own
+    # workspace repository: reported, never silently dropped.
+    incidents: list[str] = field(default_factory=list)
 
 
 def context_doc(record: TaskRecord, task: Task, plan: Plan, summary: str) -> dict[str, Any]:
     dependents = [t.id for t in plan.tasks if task.id in t.needs]
     pending = [f"review out-of-scope change to {p}" for p in record.deviations]
+    pending += [f"review: {i}" for i in record.incidents]
     if not record.ok:
         pending.insert(0, f"fix: {record.error}")
     return {
@@ -110,6 +114,9 @@ def _deviations_md(record: TaskRecord, task: Task) -> str:
     if record.contract_violations:
         lines += ["", "Changed frozen contracts owned by another task (this fails the task):"]
         lines += [f"- `{p}`" for p in record.contract_violations]
+    if record.incidents:
+        lines += ["", "What the agent tried outside its workspace, or did to its workspace repository:"]
+        lines += [f"- {i}" for i in record.incidents]
     if len(lines) == 2:
         lines.append("None: every change is inside the declared scope.")
     return "\n".join(lines) + "\n"
@@ -155,7 +162,8 @@ def _evidence_md(record: TaskRecord, task: Task, summary: str) -> str:
     out += ["", "## Deviations", ""]
     out += [f"- out of scope: `{p}`" for p in record.deviations]
     out += [f"- contract violation: `{p}`" for p in record.contract_violations]
-    if not record.deviations and not record.contract_violations:
+    out += [f"- incident: {i}" for i in record.incidents]
+    if not record.deviations and not record.contract_violations and not record.incidents:
         out.append("None.")
     if record.error:
         out += ["", "## Error", "", record.error]

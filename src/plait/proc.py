@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from plait import sandbox
+
 log = logging.getLogger("plait.proc")
 
 # How long each stop signal gets before the next, stronger one.
@@ -71,6 +73,7 @@ def run(
     stdout_path: Path | None = None,
     stderr_path: Path | None = None,
     cancel: threading.Event | None = None,
+    confine: sandbox.Confinement | None = None,
 ) -> Completed:
     """Run a child to completion (or timeout) in its own process group.
 
@@ -78,6 +81,11 @@ def run(
     the shell is the point. When `stdout_path`/`stderr_path` are given the streams go to those
     files and the returned text is their tail. Setting `cancel` stops the child like a timeout
     (returncode from the stop, `timed_out` False).
+
+    With `confine` the child is started through the sandbox launcher (`plait.sandbox`), which
+    runs the command confined and ends every process it started when it ends, also if plait
+    dies: that is what the "lifeline" pipe is for, whose write end only we hold until the child
+    has ended. Exit codes, signals and stops are as without it.
     """
     if shell:
         assert isinstance(argv, str), "shell commands are strings"
@@ -87,18 +95,25 @@ def run(
         assert not isinstance(argv, str), "argv must be a sequence when shell=False"
         args = list(argv)
         shown = tuple(argv)
+    if confine is not None and not shell:
+        sandbox.check_executable(shown[0], env, cwd)  # fail to start as Popen would
     data = input.encode() if isinstance(input, str) else input
     out_file = open(stdout_path, "wb") if stdout_path else None  # noqa: SIM115 - closed below
     # The same path for both streams interleaves them in one log, as a terminal would.
     same = stderr_path is not None and stderr_path == stdout_path
     err_file = open(stderr_path, "wb") if stderr_path and not same else None  # noqa: SIM115 - closed below
+    lifeline: tuple[int, int] | None = None
+    if confine is not None:
+        lifeline = os.pipe()
+        args = [*sandbox.launcher_argv(confine, lifeline[0]), *(["/bin/sh", "-c", argv] if shell else shown)]
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
             args,
             cwd=cwd,
             env=dict(env) if env is not None else None,
-            shell=shell,
+            shell=shell and confine is None,
+            pass_fds=lifeline[:1] if lifeline else (),
             stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
             stdout=out_file or subprocess.PIPE,
             stderr=subprocess.STDOUT if same else err_file or subprocess.PIPE,
@@ -108,6 +123,7 @@ def run(
         for f in (out_file, err_file):
             if f:
                 f.close()
+        _close(lifeline)
         raise
     timed_out = False
     deadline = start + timeout if timeout is not None else None
@@ -138,11 +154,17 @@ def run(
         for f in (out_file, err_file):
             if f:
                 f.close()
+        _close(lifeline)  # the child has ended by now (or we are being torn down: so should it)
     duration = time.monotonic() - start
     stdout = tail(stdout_path) if stdout_path else (out or b"").decode(errors="replace")
     stderr = "" if same else tail(stderr_path) if stderr_path else (err or b"").decode(errors="replace")
     rc = proc.returncode if proc.returncode is not None else -1
     return Completed(shown, rc, stdout, stderr, duration, timed_out)
+
+
+def _close(fds: tuple[int, int] | None) -> None:
+    for fd in fds or ():
+        os.close(fd)
 
 
 def tail(path: Path, limit: int = 4000) -> str:

@@ -11,6 +11,10 @@
     timeout = "30m"             # like plan durations: 30s, 90m, 1.5h, or a number of minutes
     max_turns = 40
     max_cost = 2.5              # dollars, for CLIs that enforce a budget (Claude Code)
+    sandbox = "auto"            # auto | landlock | off: kernel-enforced write confinement (docs/security.md)
+
+    [workspaces]
+    root = "~/.cache/plait/workspaces"   # where task workspaces are made (default shown)
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from plait.agents.base import Permission, Profile
+from plait.agents.base import Permission, Profile, SandboxMode
 from plait.errors import Location, PlaitError
 from plait.plan.model import parse_duration
 
@@ -45,7 +49,7 @@ SAFE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "LC_
 BUILTIN_ADAPTERS = tuple(ADAPTER_ENV)
 
 _KEYS = {"adapter", "model", "args", "permission", "env", "concurrency", "timeout", "max_turns", "max_cost",
-         "command", "binary"}
+         "command", "binary", "sandbox"}
 
 
 def builtin_profiles() -> dict[str, Profile]:
@@ -124,6 +128,7 @@ _FIXES = {
     "concurrency": "write a whole number of at least 1",
     "max_turns": "write a whole number of at least 1",
     "max_cost": "write a number of dollars, e.g. 2.5",
+    "sandbox": 'write "auto", "landlock" or "off"',
 }
 
 
@@ -149,6 +154,11 @@ def _apply(profile: Profile, key: str, value: Any) -> Profile:
             raise ValueError(f"{value!r} is not a permission level") from None
     if key == "timeout":
         return replace(profile, timeout=parse_duration(value))
+    if key == "sandbox":
+        try:
+            return replace(profile, sandbox=SandboxMode(value))
+        except ValueError:
+            raise ValueError(f"{value!r} is not a sandbox mode") from None
     if key == "max_cost":
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise ValueError(f"{value!r} is not a positive amount")
@@ -167,3 +177,20 @@ def env_for(profile: Profile, environ: Mapping[str, str]) -> dict[str, str]:
     patterns = (*SAFE_ENV, *profile.env_allow)
     return {key: value for key, value in environ.items()
             if any(key == p or (p.endswith("*") and fnmatch.fnmatchcase(key, p)) for p in patterns)}
+
+
+def workspace_root(repo_root: Path, environ: Mapping[str, str]) -> Path | None:
+    """Where workspaces go, if configured: $PLAIT_WORKSPACES, else `[workspaces] root` in plait.toml
+    (`~` expanded, relative to the repository). None: the default (see plait.git.workspace)."""
+    given = environ.get("PLAIT_WORKSPACES")
+    source = repo_root / "plait.toml"
+    if not given and source.is_file():
+        table = _parse(source).get("workspaces", {})
+        value = table.get("root") if isinstance(table, dict) else None
+        if value is not None and (not isinstance(value, str) or not value):
+            raise PlaitError("[workspaces] root: must be a non-empty string", 'write e.g. root = "/var/tmp/plait"',
+                             Location(str(source)))
+        given = value
+    if not given:
+        return None
+    return (repo_root / Path(given).expanduser()).absolute()

@@ -33,6 +33,9 @@ class Metrics:
     cost_usd: float | None
     tokens_in: int
     tokens_out: int
+    # task -> one line per change outside its declared scope and per incident (refused writes, what
+    # the agent did to its own workspace repository)
+    deviations: dict[str, list[str]]
 
 
 def compute(run: dict[str, Any], tasks: list[dict[str, Any]], attempts: list[dict[str, Any]],
@@ -62,7 +65,14 @@ def compute(run: dict[str, Any], tasks: list[dict[str, Any]], attempts: list[dic
         conflicts=sum(1 for e in events if e["kind"] == "task.conflict"),
         cost_usd=round(sum(costs), 6) if costs else None,
         tokens_in=sum(t["tokens_in"] or 0 for t in tasks), tokens_out=sum(t["tokens_out"] or 0 for t in tasks),
+        deviations={t["task_id"]: found for t in tasks if (found := deviation_lines(t))},
     )
+
+
+def deviation_lines(task: dict[str, Any]) -> list[str]:
+    paths = json.loads(task.get("deviations_json") or "[]")
+    incidents = json.loads(task.get("incidents_json") or "[]")
+    return [f"out of scope: {p}" for p in paths] + [str(i) for i in incidents]
 
 
 def wall_seconds(events: list[dict[str, Any]]) -> float:
@@ -89,6 +99,9 @@ def lines(m: Metrics) -> list[str]:
         f"tasks {m.done}/{m.tasks} done; failed {len(m.failed)}; blocked {len(m.blocked)}; "
         f"retries {m.retries}; conflicts {m.conflicts}",
     ]
+    if m.deviations:
+        total = sum(len(v) for v in m.deviations.values())
+        out.append(f"deviations {total} in {len(m.deviations)} task(s): see REPORT.md")
     if m.cost_usd is not None or m.tokens_in:
         cost = f"${m.cost_usd:.4f}" if m.cost_usd is not None else "unknown"
         out.append(f"cost {cost}; tokens in {m.tokens_in}, out {m.tokens_out}")
@@ -104,5 +117,8 @@ def write(folder: Path, m: Metrics) -> Path:
         body.append(f"- failed: {', '.join(m.failed)}")
     if m.blocked:
         body.append(f"- blocked (a dependency failed or the run stopped): {', '.join(m.blocked)}")
+    if m.deviations:
+        body += ["", "## Deviations", ""]
+        body += [f"- `{task}`: {line}" for task, found in m.deviations.items() for line in found]
     path.write_text("\n".join(body) + "\n")
     return path

@@ -38,13 +38,17 @@ SCHEMA = [
         seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, task_id TEXT, ts REAL, kind TEXT, data_json TEXT);
     CREATE INDEX events_run_seq ON events(run_id, seq);
     """,
+    # 2: what an agent tried that the sandbox refused, and what it did to its own workspace repository
+    """
+    ALTER TABLE tasks ADD COLUMN incidents_json TEXT DEFAULT '[]';
+    """,
 ]
 
 RUN_COLUMNS = {"plan_path", "plan_name", "plan_json", "repo_root", "base_sha", "jobs", "options_json", "status",
                "created_at", "started_at", "finished_at", "pid", "heartbeat_at", "summary_json"}
 TASK_COLUMNS = {"title", "position", "state", "attempt", "branch", "worktree", "base_sha", "commit_sha",
                 "started_at", "finished_at", "verify_exit", "verify_seconds", "error", "conflicts_json",
-                "deviations_json", "cost_usd", "tokens_in", "tokens_out"}
+                "deviations_json", "incidents_json", "cost_usd", "tokens_in", "tokens_out"}
 ATTEMPT_COLUMNS = {"started_at", "finished_at", "outcome", "error_kind", "error", "agent_exit"}
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from plait.plan.model import Script
+from plait.sandbox import Confinement
 
 
 class ErrorKind(StrEnum):
@@ -34,6 +35,12 @@ class ErrorKind(StrEnum):
     def transient(self) -> bool:
         """Worth retrying with back-off (rate limits lower the profile's concurrency too)."""
         return self in (ErrorKind.RATE_LIMIT, ErrorKind.OVERLOADED, ErrorKind.TIMEOUT, ErrorKind.CRASH)
+
+
+class SandboxMode(StrEnum):
+    AUTO = "auto"  # confined where the kernel supports it; a warning where it does not
+    LANDLOCK = "landlock"  # confined, or the run refuses to start
+    OFF = "off"  # writes not confined (processes still end with their attempt)
 
 
 class Permission(StrEnum):
@@ -65,6 +72,7 @@ class Profile:
     max_cost: float | None = None
     command: str | None = None  # the `shell` adapter's command template
     binary: str | None = None  # path or name of the CLI; the adapter's default when None
+    sandbox: SandboxMode = SandboxMode.AUTO
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,8 @@ class AgentRequest:
     resume_session: str | None = None
     script: Script | None = None  # the task's deterministic edits (script agent, rehearsals)
     cancel: threading.Event = field(default_factory=threading.Event)
+    home: Path | None = None  # the task's private home (CLI config, sessions); None: next to log_dir
+    confine: Confinement | None = None  # the sandbox every process of the attempt runs in
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,8 @@ class AgentResult:
     tokens: Tokens = Tokens()
     turns: int | None = None
     files_changed: tuple[str, ...] = ()
+    # What the agent tried and was refused, or tried outside its work tree, as its tool events tell.
+    blocked: tuple[str, ...] = ()
     error_kind: ErrorKind | None = None
     error_message: str = ""
     duration: float = 0.0

@@ -69,6 +69,8 @@ def parse(events: Iterable[dict[str, Any]], exit_code: int | None, stderr: str =
     retry_status: int | None = None
     rejected = False
     pending: dict[str, str] = {}  # tool_use id -> path, until its result says it worked
+    commands: set[str] = set()  # Bash tool_use ids
+    blocked: list[str] = []
     for event in events:
         kind = event.get("type")
         session = event.get("session_id") or session
@@ -76,6 +78,8 @@ def parse(events: Iterable[dict[str, Any]], exit_code: int | None, stderr: str =
         blocks = [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
         if kind == "assistant":
             for block in blocks:
+                if block.get("type") == "tool_use" and block.get("name") == "Bash":
+                    commands.add(str(block.get("id")))
                 if block.get("type") == "tool_use" and block.get("name") in _FILE_TOOLS:
                     given = block.get("input") or {}
                     path = given.get("file_path") or given.get("notebook_path")
@@ -84,8 +88,19 @@ def parse(events: Iterable[dict[str, Any]], exit_code: int | None, stderr: str =
         elif kind == "user":
             for block in blocks:
                 done_id = str(block.get("tool_use_id"))
-                if block.get("type") == "tool_result" and done_id in pending and not block.get("is_error"):
-                    files.append(pending.pop(done_id))
+                if block.get("type") != "tool_result":
+                    continue
+                if done_id in pending:
+                    path = pending.pop(done_id)
+                    refused = cli.denials(_text_of(block.get("content")))
+                    if cli.outside(worktree, path):
+                        blocked.append(f"tried to write {path}, outside its work tree")
+                    elif block.get("is_error") and refused:
+                        blocked.append(f"{path}: {refused[0]}")
+                    if not block.get("is_error"):
+                        files.append(path)
+                elif done_id in commands:
+                    blocked += cli.denials(_text_of(block.get("content")))
         elif kind == "system" and event.get("subtype") == "api_retry":
             status = event.get("error_status")
             retry_status = status if isinstance(status, int) else retry_status
@@ -112,12 +127,21 @@ def parse(events: Iterable[dict[str, Any]], exit_code: int | None, stderr: str =
         "cost_usd": float(cost) if isinstance(cost, int | float) else None,
         "tokens": Tokens(tally.input, tally.output, tally.cached),
         "turns": final.get("num_turns") if isinstance(final.get("num_turns"), int) else None,
-        "files_changed": cli.unique(files),
+        "files_changed": cli.unique(files), "blocked": cli.unique(blocked),
     }
     if final.get("is_error") is False and exit_code in (0, None):
         return AgentResult(True, exit_code, **common)
     kind, message = _error(final, text, exit_code, stderr)
     return AgentResult(False, exit_code, error_kind=kind, error_message=message, **common)
+
+
+def _text_of(content: object) -> str:
+    """A tool result's text: a string, or a list of text blocks."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
+    return ""
 
 
 def _error(final: dict[str, Any], text: str, exit_code: int | None, stderr: str) -> tuple[ErrorKind, str]:

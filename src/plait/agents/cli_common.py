@@ -61,7 +61,7 @@ def missing_binary(request: AgentRequest, default: str) -> AgentResult:
 def private_home(request: AgentRequest, cli: str) -> Path:
     """A config/state dir of the CLI's own for this task, shared by the task's attempts (next to
     their log dirs) so a retry can resume the session, and never the user's real home."""
-    folder = request.log_dir.parent / f"{cli}-home"
+    folder = request.home / cli if request.home else request.log_dir.parent / f"{cli}-home"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -76,7 +76,7 @@ def launch(request: AgentRequest, argv: Sequence[str], env: Mapping[str, str], s
     (request.log_dir / "agent.argv.json").write_text(json.dumps(list(argv)))
     return proc.run(argv, cwd=request.worktree, env=env, input=stdin, timeout=request.timeout,
                     cancel=request.cancel, stdout_path=request.log_dir / stdout_name,
-                    stderr_path=request.log_dir / STDERR_FILE)
+                    stderr_path=request.log_dir / STDERR_FILE, confine=request.confine)
 
 
 def read_events(path: Path) -> Iterator[dict[str, Any]]:
@@ -167,6 +167,20 @@ class Tally:
             value = usage.get(key)
             if isinstance(value, int | float):
                 setattr(self, field_name, getattr(self, field_name) + int(value))
+
+
+# How a refused write reads in a tool's output (the sandbox answers EACCES, EPERM or EROFS).
+_DENIED = re.compile(r"permission denied|operation not permitted|read-only file system", re.I)
+
+
+def denials(text: str, limit: int = 3) -> list[str]:
+    """The lines of a tool's output saying a write was refused, for the evidence."""
+    return [line.strip()[:300] for line in text.splitlines() if _DENIED.search(line)][:limit]
+
+
+def outside(worktree: Path | None, path: str) -> bool:
+    """Whether a path a tool was given lies outside the work tree (as `relative_to` left it)."""
+    return worktree is not None and (Path(path).is_absolute() or path.split("/", 1)[0] == "..")
 
 
 def unique(paths: Sequence[str]) -> tuple[str, ...]:

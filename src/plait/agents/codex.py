@@ -37,7 +37,12 @@ class CodexAgent:
     def argv(self, request: AgentRequest, binary: str) -> list[str]:
         profile = request.profile
         argv = [binary, "exec", "--json", "--skip-git-repo-check", "--color", "never", "-C", str(request.worktree)]
-        argv += _SANDBOX[profile.permission]
+        if request.confine is not None and request.confine.landlock:
+            # plait's own sandbox holds every process of the attempt (a read-only profile's work tree
+            # is read-only there too); Codex's nested one cannot build its mounts inside it.
+            argv += ["-s", "danger-full-access"]
+        else:
+            argv += _SANDBOX[profile.permission]
         if profile.model:
             argv += ["-m", profile.model]
         base_url = request.env.get("OPENAI_BASE_URL")
@@ -65,6 +70,7 @@ def parse(events: Iterable[dict[str, Any]], exit_code: int | None, stderr: str =
     session: str | None = None
     summary = ""
     files: list[str] = []
+    blocked: list[str] = []
     tally = cli.Tally()
     turns = 0
     completed = False
@@ -90,16 +96,22 @@ def parse(events: Iterable[dict[str, Any]], exit_code: int | None, stderr: str =
                 turns += 1
             elif item_type in _TOOL_ITEMS:
                 turns += 1
-            if item_type == "file_change" and item.get("status") != "failed":
+            if item_type == "file_change":
                 for change in item.get("changes") or []:
                     path = str((change or {}).get("path") or "")
-                    files.append(cli.relative_to(worktree, path) if worktree else path)
+                    path = cli.relative_to(worktree, path) if worktree else path
+                    if cli.outside(worktree, path):
+                        blocked.append(f"tried to write {path}, outside its work tree")
+                    if item.get("status") != "failed":
+                        files.append(path)
+            elif item_type == "command_execution":
+                blocked += cli.denials(str(item.get("aggregated_output") or ""))
             elif item_type == "error":
                 last_error = str(item.get("message") or last_error)
     tokens = Tokens(tally.input, tally.output, tally.cached)
     common: dict[str, Any] = {"summary": summary, "session_id": session, "tokens": tokens,
                               "cost_usd": cli.estimate_cost(model, tokens), "turns": turns or None,
-                              "files_changed": cli.unique(files)}
+                              "files_changed": cli.unique(files), "blocked": cli.unique(blocked)}
     if completed and failure is None and exit_code in (0, None):
         return AgentResult(True, exit_code, **common)
     message = failure or last_error or stderr.strip()[-500:] or f"exited {exit_code} with no result"

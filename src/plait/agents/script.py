@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from plait import proc
+from plait.agents import cli_common as cli
 from plait.agents.base import AgentRequest, AgentResult, ErrorKind
 
 
@@ -60,20 +61,23 @@ class ScriptAgent:
         except (OSError, ValueError) as exc:
             return AgentResult(False, 1, error_kind=ErrorKind.UNKNOWN, error_message=str(exc),
                                files_changed=tuple(touched), duration=time.monotonic() - start)
+        blocked: list[str] = []
         for command in script.run:
             done = proc.run(command, shell=True, cwd=wt, env=request.env, timeout=request.timeout,
-                            cancel=request.cancel,
+                            cancel=request.cancel, confine=request.confine,
                             stdout_path=request.log_dir / "agent.stdout", stderr_path=request.log_dir / "agent.stderr")
+            blocked += cli.denials(done.stderr)
             if not done.ok:
                 kind = ErrorKind.TIMEOUT if done.timed_out else ErrorKind.UNKNOWN
                 return AgentResult(False, done.returncode, error_kind=kind,
                                    error_message=f"`{command}` exited {done.returncode}: {done.stderr[-300:]}",
-                                   files_changed=tuple(touched), duration=time.monotonic() - start)
+                                   files_changed=tuple(touched), blocked=tuple(blocked),
+                                   duration=time.monotonic() - start)
         if script.fail:
             return AgentResult(False, 1, error_kind=ErrorKind.UNKNOWN, error_message="script asked to fail",
-                               files_changed=tuple(touched), duration=time.monotonic() - start)
+                               files_changed=tuple(touched), blocked=tuple(blocked), duration=time.monotonic() - start)
         summary = f"edited {len(touched)} file(s): {', '.join(touched)}" if touched else "no edits"
-        return AgentResult(True, 0, summary, files_changed=tuple(touched), turns=1,
+        return AgentResult(True, 0, summary, files_changed=tuple(touched), blocked=tuple(blocked), turns=1,
                            duration=time.monotonic() - start)
 
 
@@ -95,8 +99,9 @@ class ShellAgent:
         command = template.format(prompt_file=shlex.quote(str(prompt_file)), task_id=shlex.quote(request.task_id),
                                   worktree=shlex.quote(str(request.worktree)))
         done = proc.run(command, shell=True, cwd=request.worktree, env=request.env, input=request.prompt,
-                        timeout=request.timeout, cancel=request.cancel,
+                        timeout=request.timeout, cancel=request.cancel, confine=request.confine,
                         stdout_path=request.log_dir / "agent.stdout", stderr_path=request.log_dir / "agent.stderr")
+        blocked = tuple(cli.denials(done.stderr))
         if request.cancel.is_set():
             return AgentResult(False, done.returncode, error_kind=ErrorKind.CANCELLED, error_message="cancelled",
                                duration=done.duration)
@@ -106,6 +111,6 @@ class ShellAgent:
         if done.returncode != 0:
             # A signal death (negative code) is a crash worth retrying; a plain non-zero exit is not.
             kind = ErrorKind.CRASH if done.returncode < 0 else ErrorKind.UNKNOWN
-            return AgentResult(False, done.returncode, error_kind=kind,
+            return AgentResult(False, done.returncode, error_kind=kind, blocked=blocked,
                                error_message=f"exited {done.returncode}: {done.stderr[-300:]}", duration=done.duration)
-        return AgentResult(True, 0, done.stdout[-2000:].strip(), duration=done.duration)
+        return AgentResult(True, 0, done.stdout[-2000:].strip(), blocked=blocked, duration=done.duration)

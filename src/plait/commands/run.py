@@ -115,6 +115,7 @@ def render_status(doc: dict[str, Any], console: Console) -> None:
         vtext = "" if verify is None else "pass" if verify["exit_code"] == 0 else f"exit {verify['exit_code']}"
         notes = [f"conflict with {c['with']}: {', '.join(c['files'])}" for c in t["conflicts"]]
         notes += [f"out of scope: {', '.join(t['deviations'])}"] if t["deviations"] else []
+        notes += t["incidents"]
         notes += [t["error"]] if t["error"] and t["state"] != "done" else []
         table.add_row(t["id"], t["state"], str(t["level"]), str(t["attempt"]), took, vtext, t["branch"] or "",
                       "; ".join(notes))

@@ -4,6 +4,10 @@ Every call is one small git command run through `plait.proc`. Children get a cle
 the user's variables minus every `GIT_*` (a `GIT_DIR` or `GIT_INDEX_FILE` inherited from a hook
 would point git at the wrong repository), plus a fixed identity so plait's commits work on machines
 without `user.name`, and config that keeps user settings from breaking non-interactive use.
+
+The repository is found once, where the user started plait (`discover`); from then on every call
+names it explicitly (`GIT_DIR`, `GIT_WORK_TREE`), so no git that plait runs ever walks up from
+some directory to find a repository — a workspace whose `.git` an agent deleted included.
 """
 
 from __future__ import annotations
@@ -98,11 +102,18 @@ def _check_version() -> None:
 class Git:
     """One repository: `root` is the working tree plait was started in, `common_dir` the shared `.git`."""
 
-    def __init__(self, root: Path, common_dir: Path, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, root: Path, common_dir: Path, env: Mapping[str, str] | None = None,
+                 git_dir: Path | None = None) -> None:
         self.root = root
         self.common_dir = common_dir
+        self.git_dir = git_dir or common_dir  # differs from common_dir in a linked worktree of the user's
         self.env = dict(env) if env is not None else clean_env()
+        self.env.update(GIT_DIR=str(self.git_dir), GIT_WORK_TREE=str(root))
         self.lock = RepoLock(common_dir)
+
+    @property
+    def objects_dir(self) -> Path:
+        return self.common_dir / "objects"
 
     def __repr__(self) -> str:
         return f"Git({str(self.root)!r})"
@@ -113,7 +124,8 @@ class Git:
         if not path.is_dir():
             raise PlaitError(f"{path} is not a directory", "run plait inside a git repository (git init)")
         env = clean_env()
-        argv = ("git", "rev-parse", "--path-format=absolute", "--show-toplevel", "--git-common-dir")
+        argv = ("git", "rev-parse", "--path-format=absolute", "--show-toplevel", "--git-common-dir",
+                "--absolute-git-dir")
         done = _run_git(argv, path, env, None)
         if not done.ok:
             if "not a git repository" in done.stderr:
@@ -123,8 +135,8 @@ class Git:
                 raise PlaitError(f"{path} has no working tree (a bare repository, or inside .git)",
                                  "run plait in a clone with a working tree")
             raise GitError.failed(done)
-        root, common = done.stdout.splitlines()[:2]
-        return cls(Path(root), Path(common), env)
+        root, common, git_dir = done.stdout.splitlines()[:3]
+        return cls(Path(root), Path(common), env, Path(git_dir))
 
     @classmethod
     def init(cls, path: Path, initial_commit: str | None = None, branch: str = "main") -> Git:
@@ -142,23 +154,25 @@ class Git:
         return git
 
     # -- running --------------------------------------------------------------------------
-    def try_run(self, *args: str, cwd: Path | None = None, input: str | None = None) -> proc.Completed:
-        """Run git; the caller reads the exit code."""
-        return _run_git(("git", *args), cwd or self.root, self.env, input)
+    def try_run(self, *args: str, cwd: Path | None = None, input: str | None = None,
+                env: Mapping[str, str] | None = None) -> proc.Completed:
+        """Run git; the caller reads the exit code. `env` adds to (or overrides) the clean environment."""
+        return _run_git(("git", *args), cwd or self.root, {**self.env, **env} if env else self.env, input)
 
-    def run(self, *args: str, cwd: Path | None = None, input: str | None = None) -> str:
+    def run(self, *args: str, cwd: Path | None = None, input: str | None = None,
+            env: Mapping[str, str] | None = None) -> str:
         """Run git and return its stdout exactly as printed; GitError if it fails."""
-        done = self.try_run(*args, cwd=cwd, input=input)
+        done = self.try_run(*args, cwd=cwd, input=input, env=env)
         if not done.ok:
             raise GitError.failed(done)
         return done.stdout
 
     # -- queries --------------------------------------------------------------------------
-    def rev_parse(self, rev: str, cwd: Path | None = None) -> str | None:
+    def rev_parse(self, rev: str) -> str | None:
         """The object name `rev` stands for, or None if there is none."""
         if rev.startswith("-"):
             return None
-        done = self.try_run("rev-parse", "--verify", "--quiet", rev, cwd=cwd)
+        done = self.try_run("rev-parse", "--verify", "--quiet", rev)
         return done.stdout.strip() if done.ok else None
 
     def resolve_commit(self, rev: str) -> str:
@@ -177,9 +191,9 @@ class Git:
     def message_of(self, commit: str) -> str:
         return self.run("log", "-1", "--format=%B", commit).strip()
 
-    def head_branch(self, cwd: Path | None = None) -> str | None:
+    def head_branch(self) -> str | None:
         """The checked-out branch's short name, or None when HEAD is detached."""
-        done = self.try_run("symbolic-ref", "--quiet", "--short", "HEAD", cwd=cwd)
+        done = self.try_run("symbolic-ref", "--quiet", "--short", "HEAD")
         return done.stdout.strip() if done.ok else None
 
     def branch_exists(self, branch: str) -> bool:
@@ -195,8 +209,12 @@ class Git:
         out = self.run("diff", "--name-only", "--no-renames", "-z", base, head, "--")
         return [p for p in out.split("\0") if p]
 
-    def status_porcelain(self, cwd: Path | None = None) -> str:
-        return self.run("status", "--porcelain=v1", "-z", "--untracked-files=all", cwd=cwd)
+    def count_files(self, rev: str) -> int:
+        """How many files (blobs and links) the tree of `rev` holds."""
+        return sum(1 for line in self.run("ls-tree", "-r", "-z", "--name-only", rev).split("\0") if line)
+
+    def status_porcelain(self) -> str:
+        return self.run("status", "--porcelain=v1", "-z", "--untracked-files=all")
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         done = self.try_run("merge-base", "--is-ancestor", ancestor, descendant)
@@ -205,21 +223,6 @@ class Git:
         return done.returncode == 0
 
     # -- writes ---------------------------------------------------------------------------
-    def commit_all(self, worktree: Path, message: str) -> str | None:
-        """Commit everything in `worktree` (new, changed, deleted); the new SHA, or None if nothing changed.
-
-        Only uncommitted changes count: commits an agent made itself are already on the branch
-        (read them with `rev_parse("HEAD", cwd=worktree)`).
-        """
-        self.run("add", "-A", cwd=worktree)
-        staged = self.try_run("diff", "--cached", "--quiet", cwd=worktree)
-        if staged.returncode == 0:
-            return None
-        if staged.returncode != 1:
-            raise GitError.failed(staged)
-        self.run("commit", "-q", "--no-verify", "--no-gpg-sign", "-F", "-", cwd=worktree, input=message)
-        return self.run("rev-parse", "HEAD", cwd=worktree).strip()
-
     def update_ref(self, ref: str, new: str, old: str | None = None) -> None:
         """Compare-and-swap: point `ref` at `new` only if it now points at `old`.
 

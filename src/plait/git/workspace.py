@@ -1,129 +1,170 @@
-"""Worktrees: one per task, each on its own branch, created and removed under the repository lock.
+"""Workspaces: one independent git repository per task attempt, outside the user's checkout.
 
-Creation is idempotent for resume (the branch at the right commit, or the worktree already
-there, is reused) and leaves nothing half-made when it fails: git creates the branch before the
-worktree, so a failed add would otherwise block every retry with "a branch named ... already exists".
+A linked worktree shares refs, config, hooks and the stash with the user's repository, so anything
+an agent runs there with git reaches the user. A workspace shares nothing writable:
+
+    <root>/<repo>-<hash>/<run>/<task>/home         the agent's private HOME (kept across attempts)
+    <root>/<repo>-<hash>/<run>/<task>/a<N>/tree    the work tree, with a repository of its own in tree/.git
+    <root>/<repo>-<hash>/<run>/<task>/a<N>/tmp     the agent's private TMPDIR
+    <root>/<repo>-<hash>/<run>/<task>/a<N>/capture.index   plait's own index of the work tree
+
+`tree/.git` borrows the user's objects through `objects/info/alternates` (nothing is copied) and
+has its own refs, config, hooks, index and stash: the agent may commit, branch, rewrite or delete
+it. plait never asks that repository anything. It checks the work tree out and captures it with
+the *user's* git dir and its own index file (`capture.index`, outside what the agent may write), so
+whatever happened to `tree/.git`, the captured commit is the file state of the work tree, built on
+the base plait chose. The result reaches the user's repository only as objects plus a
+compare-and-swap update of `refs/heads/plait/...` made by the caller.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import logging
 import os
 import shutil
+import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from plait.git.repo import Git, GitError
+from plait.git.repo import Git
+
+log = logging.getLogger("plait.git")
+
+AGENT_IDENTITY = ("plait agent", "plait-agent@localhost")
 
 
 @dataclass(frozen=True)
-class WorktreeInfo:
-    path: Path
-    head: str | None  # None for a worktree on an unborn branch
-    branch: str | None  # short name; None when detached
-    prunable: bool = False  # registered, but its directory is gone
+class Workspace:
+    folder: Path  # this attempt's folder: tree/, tmp/, capture.index
+    home: Path  # the task's private home
+    base: str  # the commit checked out
+
+    @property
+    def tree(self) -> Path:
+        return self.folder / "tree"
+
+    @property
+    def tmp(self) -> Path:
+        return self.folder / "tmp"
+
+    @property
+    def index(self) -> Path:
+        return self.folder / "capture.index"
+
+    @property
+    def writable(self) -> tuple[Path, ...]:
+        """What the agent's processes may write: its work tree, home and temporary folder."""
+        return (self.tree, self.home, self.tmp)
 
 
-def list_worktrees(git: Git) -> list[WorktreeInfo]:
-    """Every worktree git knows of, the main one first (`git worktree list --porcelain -z`)."""
-    out = git.run("worktree", "list", "--porcelain", "-z")
-    found: list[WorktreeInfo] = []
-    fields: dict[str, str] = {}
-    for item in out.split("\0"):
-        if item:
-            key, _, value = item.partition(" ")
-            fields[key] = value
-            continue
-        if "worktree" in fields:  # an empty item ends a record
-            branch = fields.get("branch")
-            found.append(WorktreeInfo(Path(fields["worktree"]), fields.get("HEAD"),
-                                      branch.removeprefix("refs/heads/") if branch else None,
-                                      "prunable" in fields))
-        fields = {}
-    return found
+def default_root() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "plait" / "workspaces"
 
 
-def find_worktree(git: Git, path: Path) -> WorktreeInfo | None:
-    wanted = _real(path)
-    return next((w for w in list_worktrees(git) if _real(w.path) == wanted), None)
+def repo_folder(root: Path, git: Git) -> Path:
+    """This repository's folder under `root`: its name plus a hash of where its git dir is."""
+    digest = hashlib.sha1(os.fsencode(os.path.realpath(git.common_dir))).hexdigest()[:10]
+    return root / f"{git.root.name}-{digest}"
 
 
-def add_worktree(git: Git, path: Path, branch: str, base_sha: str) -> Path:
-    """A worktree at `path` with `branch` checked out, the branch created at `base_sha` if new.
+def create(git: Git, folder: Path, home: Path, base: str, branch: str) -> Workspace:
+    """A new workspace at `folder` with `base` checked out on `branch` of its own repository."""
+    ws = Workspace(Path(os.path.abspath(folder)), Path(os.path.abspath(home)), base)
+    remove(ws.folder)  # an attempt never inherits anything at its path
+    for d in (ws.tree, ws.tmp, ws.home):
+        d.mkdir(parents=True, exist_ok=True)
+    dot_git = ws.tree / ".git"
+    # The agent's repository. GIT_DIR/GIT_WORK_TREE are overridden: git init honours GIT_DIR.
+    git.run("init", "-q", "--template=", "-b", branch, cwd=ws.tree,
+            env={"GIT_DIR": str(dot_git), "GIT_WORK_TREE": str(ws.tree)})
+    (dot_git / "objects" / "info").mkdir(parents=True, exist_ok=True)
+    (dot_git / "objects" / "info" / "alternates").write_text(f"{git.objects_dir}\n")
+    ref = dot_git / "refs" / "heads" / branch
+    ref.parent.mkdir(parents=True, exist_ok=True)
+    ref.write_text(f"{base}\n")
+    with (dot_git / "config").open("a") as config:
+        config.write(f"[user]\n\tname = {AGENT_IDENTITY[0]}\n\temail = {AGENT_IDENTITY[1]}\n")
+    shallow = git.common_dir / "shallow"
+    if shallow.is_file():
+        shutil.copyfile(shallow, dot_git / "shallow")
+    # The files, checked out with the user's git dir and plait's own index; the agent's repository
+    # gets a copy of that index, so `git status` there starts clean.
+    git.run(f"--work-tree={ws.tree}", "read-tree", "--reset", "-u", base, cwd=ws.tree,
+            env={"GIT_INDEX_FILE": str(ws.index)})
+    shutil.copyfile(ws.index, dot_git / "index")
+    return ws
 
-    Reuses what an earlier attempt left: the same worktree on the same branch, or the branch
-    alone when it still points at `base_sha`. A branch elsewhere is an error (its work would be
-    silently dropped or built on); the caller decides whether to delete it.
+
+@dataclass(frozen=True)
+class Capture:
+    commit: str  # the base itself when nothing changed
+    changed: list[tuple[str, str]]  # (status letter A/M/D/T, path), no renames
+
+
+class WorkspaceGone(Exception):
+    """The work tree is missing or was replaced (e.g. by a symlink): there is nothing to capture."""
+
+
+def capture(git: Git, ws: Workspace, message: str) -> Capture:
+    """Commit the work tree's file state on top of the base, in the user's object store; no ref moves.
+
+    Symlinks are recorded as symlinks (git never follows them); `.git` anywhere at the top is
+    ignored by git itself, whatever it now is.
     """
-    path = Path(os.path.abspath(path))
-    ref = f"refs/heads/{branch}"
-    with git.lock:
-        current = find_worktree(git, path)
-        if current is not None and not current.prunable:
-            if current.branch == branch:
-                return path
-            on = current.branch or "a detached HEAD"
-            raise GitError(f"{path} is already a worktree, on {on} rather than {branch}",
-                           "remove it first (`plait clean` or `git worktree remove --force PATH`)")
-        if current is not None:
-            git.run("worktree", "prune")
-        existing = git.rev_parse(ref)
-        if existing is not None and existing != base_sha:
-            raise GitError(f"branch {branch} already exists at {existing[:12]}, not at {base_sha[:12]}",
-                           f"delete it (`git branch -D {branch}`) or start a new run")
-        path_existed = path.exists()
-        where = (str(path), branch) if existing else ("--no-track", "-b", branch, str(path), base_sha)
-        done = git.try_run("worktree", "add", "--quiet", *where)
-        if done.ok:
-            return path
-        _undo_add(git, path, path_existed, ref, base_sha if existing is None else None)
-        fix = f"remove {path} first" if path_existed else "see git's message; `git worktree prune` may help"
-        raise GitError.failed(done, fix)
+    if ws.tree.is_symlink() or not ws.tree.is_dir():
+        raise WorkspaceGone(f"the work tree {ws.tree} was removed or replaced")
+    env = {"GIT_INDEX_FILE": str(ws.index)}
+    git.run(f"--work-tree={ws.tree}", "add", "-A", cwd=ws.tree, env=env)
+    out = git.run("diff-index", "--cached", "--name-status", "--no-renames", "-z", ws.base, env=env)
+    fields = [f for f in out.split("\0") if f]
+    changed = list(zip(fields[0::2], fields[1::2], strict=True))
+    if not changed:
+        return Capture(ws.base, [])
+    tree = git.run("write-tree", env=env).strip()
+    commit = git.run("commit-tree", "--no-gpg-sign", tree, "-p", ws.base, "-F", "-", input=message).strip()
+    return Capture(commit, changed)
 
 
-def _undo_add(git: Git, path: Path, path_existed: bool, made_ref: str, base_sha: str | None) -> None:
-    """Take back what a failed `worktree add` left: its admin entry, directory and new branch."""
-    if not path_existed and path.exists():
-        shutil.rmtree(path, ignore_errors=True)
-    git.try_run("worktree", "prune")
-    # Only a branch we were creating, and only where we would have created it.
-    if base_sha is not None and git.rev_parse(made_ref) == base_sha:
-        git.try_run("update-ref", "-d", made_ref, base_sha)
+def remove(path: Path) -> None:
+    """Delete a workspace folder without following any symlink in it; already gone is fine.
 
-
-def remove_worktree(git: Git, path: Path, force: bool = True) -> None:
-    """Remove a worktree and its directory (the branch stays). Already gone is fine."""
-    path = Path(os.path.abspath(path))
-    with git.lock:
-        current = find_worktree(git, path)
-        if current is None:
-            _remove_leftover_dir(git, path)
-            return
-        if current.prunable or not path.exists():
-            git.run("worktree", "prune")
-            return
-        # Twice --force also removes a locked worktree, as a killed `worktree add` can leave one.
-        git.run("worktree", "remove", *(["--force", "--force"] if force else []), str(path))
-
-
-def _remove_leftover_dir(git: Git, path: Path) -> None:
-    """A directory at `path` that git no longer knows: remove it only if it is clearly a dead
-    worktree of this repository (its `.git` file points into our worktrees admin dir) or empty."""
-    if not path.is_dir():
+    The agent may have left read-only or unsearchable directories: their permission is restored
+    and the removal retried. What still cannot be removed is logged, not raised.
+    """
+    if path.is_symlink():
+        path.unlink()
         return
-    dot_git = path / ".git"
-    if dot_git.is_file():
-        target = dot_git.read_text(errors="replace").removeprefix("gitdir:").strip()
-        if _real(Path(target)).startswith(_real(git.common_dir / "worktrees") + os.sep):
-            shutil.rmtree(path, ignore_errors=True)
-    elif not any(path.iterdir()):
-        path.rmdir()
+    if not path.exists():
+        return
+
+    def retry(_func: Callable[..., Any], failed: str, _exc: object) -> None:
+        try:
+            for folder in (os.path.dirname(failed), failed):
+                if os.path.isdir(folder) and not os.path.islink(folder):
+                    os.chmod(folder, stat.S_IRWXU)
+            if os.path.isdir(failed) and not os.path.islink(failed):
+                shutil.rmtree(failed)
+            elif os.path.lexists(failed):
+                os.unlink(failed)
+        except OSError as exc:
+            log.warning("could not remove %s: %s", failed, exc)
+
+    shutil.rmtree(path, onerror=retry)
 
 
-def prune(git: Git) -> None:
-    """Forget worktrees whose directories are gone."""
-    with git.lock:
-        git.run("worktree", "prune")
-
-
-def _real(path: Path) -> str:
-    return os.path.realpath(path)
+def remove_all(folder: Path) -> list[Path]:
+    """Remove every entry of `folder` (a run's or a task's workspaces), then the folder if empty."""
+    removed: list[Path] = []
+    if not folder.is_dir() or folder.is_symlink():
+        return removed
+    for entry in sorted(folder.iterdir()):
+        remove(entry)
+        removed.append(entry)
+    with contextlib.suppress(OSError):  # not empty: something could not be removed (logged)
+        folder.rmdir()
+    return removed

@@ -12,7 +12,7 @@ from typing import Any
 
 from plait.evidence import VerifyResult
 from plait.git import merge, stack, workspace
-from plait.run.task import RunContext, run_verify
+from plait.run.task import RunContext, confinement, run_verify, verify_environment, workspace_env
 
 Emit = Callable[..., Any]
 
@@ -43,13 +43,17 @@ def integrate(ctx: RunContext, commits: Mapping[str, str], order: list[str], del
         result.merged = list(order)
         ref = f"refs/heads/{branch}"
         git.update_ref(ref, merged.commit, git.rev_parse(ref))
-        worktree = paths.worktree("_integration")
-        workspace.remove_worktree(git, worktree)
-        workspace.add_worktree(git, worktree, branch, merged.commit)
+        ws = workspace.create(git, paths.integration_folder / "a1", paths.integration_folder / "home",
+                              merged.commit, branch)
         log_dir = paths.run_dir / "integration"
         log_dir.mkdir(parents=True, exist_ok=True)
-        result.verify = run_verify(plan.integration.verify, worktree, log_dir, plan.defaults.timeout,
-                                   threading.Event(), ctx.verify_env)
+        # The full test suite runs the agents' code: confined like them (the plan's default profile).
+        confine = confinement(ctx, ctx.profiles.get(plan.defaults.agent), ws, agent=False)
+        result.verify = run_verify(plan.integration.verify, ws.tree, log_dir, plan.defaults.timeout,
+                                   threading.Event(), workspace_env(ctx.verify_env or verify_environment(), ws,
+                                                                    home=False), confine)
+        if result.verify.ok:
+            workspace.remove(paths.integration_folder)
         emit("integration.verified", None, {"command": result.verify.command, "ok": result.verify.ok,
                                             "exit_code": result.verify.exit_code, "seconds": result.verify.seconds})
         result.ok = result.verify.ok

@@ -1,4 +1,4 @@
-"""One attempt of one task: workspace -> agent -> capture -> verify -> evidence.
+"""One attempt of one task: workspace -> sandboxed agent -> capture -> verify -> evidence.
 
 Runs on a worker thread. It never decides the run's fate: it returns a TaskRecord and the engine
 schedules retries, blocks dependents and integrates.
@@ -16,13 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from plait import proc
-from plait.agents.base import Agent, AgentRequest, AgentResult, ErrorKind, Profile
+from plait.agents.base import Agent, AgentRequest, AgentResult, ErrorKind, Permission, Profile, SandboxMode
 from plait.evidence import TaskRecord, VerifyResult, write_evidence
 from plait.git import merge, workspace
 from plait.git.repo import Git
 from plait.plan.analyze import patterns_overlap
 from plait.plan.model import Plan, Task
 from plait.redact import redact, redact_files
+from plait.run import scrutiny
+from plait.sandbox import Confinement
 
 Emit = Callable[..., Any]
 
@@ -31,6 +33,7 @@ Emit = Callable[..., Any]
 class RunPaths:
     repo_root: Path
     run_id: str
+    workspaces: Path  # this run's workspaces, outside the user's checkout by default
 
     @property
     def plait_dir(self) -> Path:
@@ -43,8 +46,15 @@ class RunPaths:
     def task_dir(self, task_id: str) -> Path:
         return self.run_dir / "tasks" / task_id
 
-    def worktree(self, name: str) -> Path:
-        return self.plait_dir / "worktrees" / self.run_id / name
+    def attempt_folder(self, task_id: str, attempt: int) -> Path:
+        return self.workspaces / task_id / f"a{attempt}"
+
+    def home(self, task_id: str) -> Path:
+        return self.workspaces / task_id / "home"
+
+    @property
+    def integration_folder(self) -> Path:
+        return self.workspaces / "_integration"  # task ids start with a letter or digit
 
     def branch(self, task_id: str) -> str:
         return f"plait/{self.run_id}/{task_id}"
@@ -60,6 +70,8 @@ class RunContext:
     make_agent: Callable[[Profile], Agent]
     agent_env: Callable[[Profile, str], dict[str, str]]  # (profile, task id) -> the agent's environment
     verify_env: Mapping[str, str] = field(default_factory=dict)
+    landlock: bool = False  # the kernel can confine writes (sandbox.support())
+    protected: tuple[str, ...] = ("plait.toml",)  # repo paths a task may not delete: plait's plan and config
 
 
 def verify_environment() -> dict[str, str]:
@@ -97,8 +109,9 @@ def contract_violations(plan: Plan, task: Task, changed: list[str]) -> list[str]
     return sorted({p for c in plan.contracts if c.owner != task.id for p in changed if patterns_overlap(p, c.path)})
 
 
-def prepare_workspace(ctx: RunContext, task: Task, dep_commits: Mapping[str, str]) -> tuple[Path, str]:
-    """A fresh worktree on the task's branch, based on its dependencies' work merged together."""
+def prepare_workspace(ctx: RunContext, task: Task, attempt: int,
+                      dep_commits: Mapping[str, str]) -> workspace.Workspace:
+    """A fresh workspace for this attempt, its base being the task's dependencies' work merged."""
     git, paths = ctx.git, ctx.paths
     if dep_commits:
         heads = [(paths.branch(d), sha) for d, sha in dep_commits.items()]
@@ -108,20 +121,42 @@ def prepare_workspace(ctx: RunContext, task: Task, dep_commits: Mapping[str, str
         base = merged.commit
     else:
         base = ctx.base_sha
-    path = paths.worktree(task.id)
-    workspace.remove_worktree(git, path)
-    branch = paths.branch(task.id)
-    old = git.rev_parse(f"refs/heads/{branch}")
-    if old is not None:  # a failed earlier attempt: start again from the base
-        git.delete_ref(f"refs/heads/{branch}", old)
-    workspace.add_worktree(git, path, branch, base)
-    return path, base
+    # Earlier attempts' workspaces go: nothing they left (or anything still writing) can reach this one.
+    for old in range(1, attempt):
+        workspace.remove(paths.attempt_folder(task.id, old))
+    ref = f"refs/heads/{paths.branch(task.id)}"
+    old_sha = git.rev_parse(ref)
+    if old_sha is not None:  # a failed earlier attempt: the branch starts again from the base
+        git.delete_ref(ref, old_sha)
+    return workspace.create(git, paths.attempt_folder(task.id, attempt), paths.home(task.id), base,
+                            paths.branch(task.id))
 
 
 class TaskError(Exception):
     def __init__(self, message: str, transient: bool) -> None:
         super().__init__(message)
         self.transient = transient
+
+
+def confinement(ctx: RunContext, profile: Profile | None, ws: workspace.Workspace, agent: bool) -> Confinement:
+    """The sandbox for an attempt's processes: writes confined unless the profile turned it off or the
+    kernel cannot (the run said so when it started); processes always end with the attempt. A
+    read-only profile's agent cannot write its work tree either (its verify command can)."""
+    off = profile is not None and profile.sandbox is SandboxMode.OFF
+    read_only = agent and profile is not None and profile.permission is Permission.READ_ONLY
+    writable = tuple(p for p in ws.writable if not (read_only and p == ws.tree))
+    return Confinement(writable=writable, landlock=ctx.landlock and not off)
+
+
+def workspace_env(env: Mapping[str, str], ws: workspace.Workspace, home: bool) -> dict[str, str]:
+    """`env` pointed at the workspace's private folders; git never walks up out of the workspace."""
+    out = dict(env)
+    out.update(TMPDIR=str(ws.tmp), GIT_CEILING_DIRECTORIES=str(ws.folder))
+    if home:
+        out["HOME"] = str(ws.home)
+    else:  # the user's test command keeps the user's HOME to read; caches go somewhere writable
+        out["XDG_CACHE_HOME"] = str(ws.home / ".cache")
+    return out
 
 
 def run_attempt(
@@ -134,7 +169,8 @@ def run_attempt(
     emit: Emit,
     resume: tuple[str, str] | None = None,
 ) -> TaskRecord:
-    """One attempt. `resume` = (agent session id, the worktree's base) continues an interrupted agent."""
+    """One attempt. `resume` = (agent session id, the workspace's base) continues an interrupted agent
+    in the previous attempt's workspace (whose processes have all ended)."""
     plan, paths, git = ctx.plan, ctx.paths, ctx.git
     started = time.time()
     folder = paths.task_dir(task.id)
@@ -150,7 +186,7 @@ def run_attempt(
             "run_id": paths.run_id, "task_id": task.id, "attempt": attempt, "ok": ok, "branch": branch,
             "base_sha": base, "commit_sha": None, "files_changed": [], "deviations": [],
             "contract_violations": [], "verify": None, "agent": agent_info, "started_at": started,
-            "finished_at": time.time(), "dependencies": list(dep_commits),
+            "finished_at": time.time(), "dependencies": list(dep_commits), "incidents": incidents,
         }
         fields.update(kw)
         rec = TaskRecord(**fields)
@@ -158,43 +194,57 @@ def run_attempt(
         redact_files(log_dir)
         return rec
 
+    incidents: list[str] = []
     session = None
-    if resume is not None and paths.worktree(task.id).is_dir():
-        # A rate-limited or overloaded agent continues its own session in the worktree it left.
+    previous = paths.attempt_folder(task.id, attempt - 1)
+    if resume is not None and (previous / "tree").is_dir():
+        # A rate-limited or overloaded agent continues its own session where it left off.
         session, base = resume
-        worktree = paths.worktree(task.id)
+        ws = workspace.Workspace(previous, paths.home(task.id), base)
     else:
         try:
-            worktree, base = prepare_workspace(ctx, task, dep_commits)
+            ws = prepare_workspace(ctx, task, attempt, dep_commits)
         except TaskError as exc:
             return record(False, error=f"workspace: {exc}", transient=exc.transient)
-    emit("task.workspace", {"worktree": str(worktree), "base": base}, task={"worktree": str(worktree),
-                                                                         "base_sha": base, "branch": branch})
+        base = ws.base
+    emit("task.workspace", {"workspace": str(ws.tree), "base": base},
+         task={"worktree": str(ws.folder), "base_sha": base, "branch": branch})
 
     prompt = build_prompt(plan, task, dep_contexts)
     (log_dir / "prompt.md").write_text(prompt)
     timeout = profile.timeout or plan.timeout_for(task)
-    request = AgentRequest(task.id, prompt, worktree, log_dir, profile, timeout, ctx.agent_env(profile, task.id),
-                           resume_session=session, script=task.script, cancel=cancel)
+    confine = confinement(ctx, profile, ws, agent=True)
+    repo_before = scrutiny.repo_state(ws.tree)
+    request = AgentRequest(task.id, prompt, ws.tree, log_dir, profile, timeout,
+                           workspace_env(ctx.agent_env(profile, task.id), ws, home=True),
+                           resume_session=session, script=task.script, cancel=cancel, home=ws.home, confine=confine)
     result = _run_agent(ctx.make_agent(profile), request)
     agent_info.update(ok=result.ok, exit_code=result.exit_code, summary=redact(result.summary),
                       session_id=result.session_id, cost_usd=result.cost_usd, turns=result.turns,
                       tokens={"input": result.tokens.input, "output": result.tokens.output,
                               "cached": result.tokens.cached},
                       error_kind=result.error_kind.value if result.error_kind else None,
-                      error_message=redact(result.error_message), seconds=round(result.duration, 3))
+                      error_message=redact(result.error_message), seconds=round(result.duration, 3),
+                      sandbox="landlock" if confine.landlock else "off")
+    incidents += [f"refused or outside its work tree: {redact(b)}" for b in result.blocked]
+    incidents += scrutiny.repo_notes(repo_before, scrutiny.repo_state(ws.tree))
     emit("task.agent_done", agent_info, attempt={"agent_exit": result.exit_code,
                                                  "error_kind": agent_info["error_kind"]},
-         task={"cost_usd": result.cost_usd, "tokens_in": result.tokens.input, "tokens_out": result.tokens.output})
+         task={"cost_usd": result.cost_usd, "tokens_in": result.tokens.input, "tokens_out": result.tokens.output,
+               "incidents_json": json.dumps(incidents)})
     if not result.ok:
         kind = result.error_kind or ErrorKind.UNKNOWN
         return record(False, error=f"agent {profile.name}: {kind.value}: {redact(result.error_message)}",
                       transient=kind.transient)
 
-    git.commit_all(worktree, f"[plait {paths.run_id}] {task.id}: {task.title}")
-    # HEAD, not commit_all's answer: an agent may have committed its work itself.
-    commit = git.rev_parse("HEAD", cwd=worktree) or base
-    changed = git.changed_files(base, commit)
+    try:
+        captured_tree = workspace.capture(git, ws, f"[plait {paths.run_id}] {task.id}: {task.title}")
+    except workspace.WorkspaceGone as exc:
+        return record(False, error=f"capture: {exc}", transient=False)
+    commit = captured_tree.commit
+    ref = f"refs/heads/{branch}"
+    git.update_ref(ref, commit, git.rev_parse(ref))
+    changed = [p for _, p in captured_tree.changed]
     deviations = out_of_scope(changed, task.files)
     violations = contract_violations(plan, task, changed)
     emit("task.captured", {"commit": commit, "files": changed, "deviations": deviations,
@@ -205,8 +255,16 @@ def run_attempt(
     if violations:
         return record(False, **captured, error=f"changed frozen contract(s) {', '.join(violations)} owned by "
                       "another task", transient=False)
+    deleted = [p for status, p in captured_tree.changed if status == "D"]
+    if deleted and not task.allow_deletions:
+        problem = scrutiny.deletion_problem(deleted, git.count_files(base), ctx.protected)
+        if problem:
+            return record(False, **captured, error=f"{problem} (set `allow_deletions: true` on the task if "
+                          "that is intended)", transient=False)
 
-    verify = run_verify(plan.verify_for(task), worktree, log_dir, timeout, cancel, ctx.verify_env)
+    verify = run_verify(plan.verify_for(task), ws.tree, log_dir, timeout, cancel,
+                        workspace_env(ctx.verify_env or verify_environment(), ws, home=False),
+                        confinement(ctx, profile, ws, agent=False))
     emit("task.verified", {"command": verify.command, "exit_code": verify.exit_code, "seconds": verify.seconds,
                            "ok": verify.ok},
          task={"verify_exit": verify.exit_code, "verify_seconds": verify.seconds})
@@ -214,6 +272,7 @@ def run_attempt(
         why = "timed out" if verify.timed_out else f"exited {verify.exit_code}"
         return record(False, **captured, verify=verify, error=f"verify `{verify.command}` {why}",
                       transient=verify.timed_out)
+    workspace.remove(ws.folder)  # the work is in its commit; failed attempts' workspaces stay to look at
     return record(True, **captured, verify=verify)
 
 
@@ -226,11 +285,12 @@ def _run_agent(agent: Agent, request: AgentRequest) -> AgentResult:
 
 
 def run_verify(command: str | None, worktree: Path, log_dir: Path, timeout: float, cancel: threading.Event,
-            env: Mapping[str, str]) -> VerifyResult:
+               env: Mapping[str, str], confine: Confinement | None) -> VerifyResult:
+    """The user's test command in the workspace, confined like the agent: it runs the agent's code."""
     if not command:
         return VerifyResult(None, None, 0.0, "")
     log = log_dir / "verify.log"
     done = proc.run(command, shell=True, cwd=worktree, env=env or verify_environment(), timeout=timeout,
-                    cancel=cancel, stdout_path=log, stderr_path=log)
+                    cancel=cancel, stdout_path=log, stderr_path=log, confine=confine)
     return VerifyResult(command, done.returncode, round(done.duration, 3), redact(done.stdout[-3000:]),
                         done.timed_out)

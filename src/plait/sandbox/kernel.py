@@ -1,0 +1,149 @@
+"""The Linux calls the sandbox needs that the os module of Python 3.11 lacks (ctypes on libc).
+
+Imported by the launcher on every start: standard library only, and nothing slow to import.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+
+PR_SET_PDEATHSIG = 1
+PR_CAPBSET_DROP = 24
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+
+MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
+MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
+
+_MOUNT_SETATTR = 442
+_AT_FDCWD = -100
+_AT_RECURSIVE = 0x8000
+_MOUNT_ATTR_RDONLY = 1
+
+
+CAP_SYS_ADMIN = 21
+_CAP_VERSION_3 = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = (("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32))
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = (("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64), ("propagation", ctypes.c_uint64),
+                ("userns_fd", ctypes.c_uint64))
+
+
+def _check(result: int, what: str, path: str | None = None) -> int:
+    if result == -1:
+        code = ctypes.get_errno()
+        raise OSError(code, f"{what}: {os.strerror(code)}", path)
+    return result
+
+
+def syscall(number: int, *args: object) -> int:
+    """A raw syscall; ints are passed as C longs, None as NULL, ctypes objects as they are."""
+    converted = [ctypes.c_long(a) if isinstance(a, int) else a for a in args]
+    return _check(_libc.syscall(ctypes.c_long(number), *converted), f"syscall {number}")
+
+
+def prctl(option: int, value: int) -> None:
+    _check(_libc.prctl(option, ctypes.c_ulong(value), 0, 0, 0), f"prctl {option}")
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(flags), "unshare")
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int) -> None:
+    def b(s: str | None) -> bytes | None:
+        return os.fsencode(s) if s is not None else None
+
+    _check(_libc.mount(b(source), b(target), b(fstype), ctypes.c_ulong(flags), None), "mount", target)
+
+
+def _mount_setattr(path: str, set_: int, clear: int) -> None:
+    attr = _MountAttr(set_, clear, 0, 0)
+    try:
+        syscall(_MOUNT_SETATTR, _AT_FDCWD, ctypes.c_char_p(os.fsencode(path)), _AT_RECURSIVE, ctypes.byref(attr),
+                ctypes.sizeof(attr))
+    except OSError as exc:
+        raise OSError(exc.errno, f"mount_setattr: {os.strerror(exc.errno or 0)}", path) from None
+
+
+def enter_namespaces() -> tuple[bool, bool]:
+    """Unshare a PID and a mount namespace for the children of this process, through a user
+    namespace with an identity uid/gid map when we are not privileged enough without one.
+
+    Returns (pid, mount): whether our next child is PID 1 of a new PID namespace, and whether we
+    are in a private mount namespace where we may mount. (False, False) when the kernel refuses
+    (nothing changed then). Raises
+    OSError only when a user namespace was made but could not be set up: this process is then
+    half-way and must not run anything.
+    """
+    uid, gid = os.geteuid(), os.getegid()
+    try:
+        unshare(CLONE_NEWPID | CLONE_NEWNS)  # root (CAP_SYS_ADMIN) needs no user namespace
+    except OSError:
+        try:
+            unshare(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS)
+        except OSError:
+            return False, False
+        # The agent keeps its own uid and gid (and so its files' ownership); setgroups must be
+        # denied before an unprivileged process may write its gid_map.
+        for name, line in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+            with open(f"/proc/self/{name}", "w") as f:
+                f.write(line)
+    try:
+        # Without this, a bind mount below could propagate back into the caller's namespace.
+        mount(None, "/", None, MS_REC | MS_PRIVATE)
+    except OSError:
+        return True, False
+    return True, True
+
+
+def mount_proc() -> bool:
+    """A /proc of our own PID namespace (call as its PID 1), so `ps`, `pkill`, `/proc/$$` agree with
+    the PIDs the tree sees. False when the kernel refuses (e.g. a container masks parts of /proc)."""
+    try:
+        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    except OSError:
+        return False
+    return True
+
+
+def read_only_except(writable: list[str]) -> None:
+    """Make every mount read-only except bind mounts of `writable` onto themselves.
+
+    Landlock guards file contents and directory entries, not metadata (chmod, chown, utime,
+    xattrs); a read-only mount refuses those too. Device nodes stay usable on a read-only mount.
+    """
+    for path in writable:
+        mount(path, path, None, MS_BIND | MS_REC)
+    _mount_setattr("/", _MOUNT_ATTR_RDONLY, 0)
+    for path in writable:
+        _mount_setattr(path, 0, _MOUNT_ATTR_RDONLY)
+    # Our working directory still points into the mount that is now beneath the bind mount.
+    os.chdir(os.getcwd())
+
+
+def drop_sys_admin() -> None:
+    """Keep CAP_SYS_ADMIN from whatever we exec, so a root command cannot make the read-only mounts
+    writable again: Landlock refuses mount(2) but has no hook on mount_setattr(2)."""
+    prctl(PR_CAPBSET_DROP, CAP_SYS_ADMIN)  # root's exec gains only what the bounding set allows...
+    header, data = _CapHeader(_CAP_VERSION_3, 0), (_CapData * 2)()
+    _check(_libc.capget(ctypes.byref(header), data), "capget")
+    data[0].inheritable &= ~(1 << CAP_SYS_ADMIN)  # ...and what it inherits (ambient follows this)
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
