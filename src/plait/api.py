@@ -109,6 +109,11 @@ def sandbox_warning(repo: Repo, plan: Plan) -> str | None:
             "they can write wherever you can (see docs/security.md)")
 
 
+def run_sandbox_warning(repo: Repo, run_id: str) -> str | None:
+    """`sandbox_warning` for a recorded run."""
+    return sandbox_warning(repo, Plan.model_validate_json(_run_row(repo, run_id)["plan_json"]))
+
+
 def _protected(repo: Repo, plan_path: str) -> tuple[str, ...]:
     """Repository paths of the run's plan and plait's config: a task deleting them fails."""
     plan = Path(plan_path).resolve()

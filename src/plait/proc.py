@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -95,6 +96,8 @@ def run(
         assert not isinstance(argv, str), "argv must be a sequence when shell=False"
         args = list(argv)
         shown = tuple(argv)
+    if confine is not None and sys.platform != "linux":
+        confine = None  # the launcher is Linux-only; `plait run` warned that agents are not confined
     if confine is not None and not shell:
         sandbox.check_executable(shown[0], env, cwd)  # fail to start as Popen would
     data = input.encode() if isinstance(input, str) else input

@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 
 from plait import api
-from plait.commands.run import execute_with_progress, finish
+from plait.commands.run import execute_with_progress, finish, warn_unconfined
 from plait.errors import PlaitError
 from plait.git.repo import Git
 from plait.run.engine import RunOptions
@@ -42,6 +42,7 @@ def demo(jobs: int, directory: Path | None, console: Console) -> int:
     total = len(repo.store.tasks(run_id))
     console.print(f"running {total} tasks with the built-in `script` agent, --jobs {jobs}; "
                   "each task is verified by its own pytest run")
+    warn_unconfined(repo, run_id, console)
     code = finish(repo, run_id, execute_with_progress(repo, run_id, console), console)
     plait = f"{shlex.quote(sys.executable)} -m plait"  # works whether or not plait is on PATH
     console.print(f"  look around: cd {repo_dir} && git branch --list 'plait/*' && {plait} status {run_id}",

@@ -41,6 +41,7 @@ def run(plan: Path, options: RunOptions, console: Console) -> int:
     repo, run_id = api.start(plan, options)
     total = len(repo.store.tasks(run_id))
     console.print(f"plait run [bold]{run_id}[/]: {total} tasks, --jobs {options.jobs}")
+    warn_unconfined(repo, run_id, console)
     warn_uncommitted(repo, run_id, console)
     return finish(repo, run_id, execute_with_progress(repo, run_id, console), console)
 
@@ -53,6 +54,13 @@ def execute_with_progress(repo: api.Repo, run_id: str, console: Console) -> str:
             return api.execute(repo, run_id, progress)
     finally:
         progress.close()
+
+
+def warn_unconfined(repo: api.Repo, run_id: str, console: Console) -> None:
+    """One line when the kernel cannot confine the agents' writes here."""
+    warning = api.run_sandbox_warning(repo, run_id)
+    if warning:
+        console.print(f"[yellow]warning[/] {warning}")
 
 
 def warn_uncommitted(repo: api.Repo, run_id: str, console: Console) -> None:
