@@ -75,3 +75,12 @@ def test_clean_removes_workspaces_but_keeps_branches_and_evidence(tmp_path: Path
     assert removed and not kept.exists() and not kept.parent.parent.exists()
     assert git(repo, "rev-parse", f"plait/{run_id}/a") and git(repo, "rev-parse", f"plait/{run_id}/b")
     assert (repo / ".plait" / "runs" / run_id / "tasks" / "a" / "EVIDENCE.md").is_file()
+
+
+def test_a_completed_run_leaves_no_workspace_behind(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    status, run_id = start(repo, [task("a", {"a.txt": "a"}), task("b", {"b.txt": "b"}, needs=["a"])],
+                           integration={"verify": "test -f a.txt && test -f b.txt"})
+    assert status == "completed"
+    assert not api.run_paths(api.open_repo(repo), run_id).workspaces.exists()
+    assert git(repo, "show", f"plait/{run_id}/integration:b.txt") == "b"

@@ -171,10 +171,13 @@ def execute(repo: Repo, run_id: str, listener: Listener | None = None, resume: b
             _clean_stale(repo, run_id)
             engine.restore()
         try:
-            return engine.execute()
+            status = engine.execute()
         except KeyboardInterrupt:
             repo.store.emit(run_id, "run.interrupted", None, {}, run={"status": "interrupted"})
             raise
+    if status == "completed":  # all work is in its branches: the agents' homes and workspaces can go
+        workspace.remove_all(engine.ctx.paths.workspaces)
+    return status
 
 
 def resume(run_id: str, listener: Listener | None = None, cwd: Path | None = None) -> tuple[Repo, str]:
@@ -262,6 +265,7 @@ def status(run_id: str | None = None, cwd: Path | None = None) -> dict[str, Any]
             "conflicts": json.loads(t["conflicts_json"] or "[]"),
             "deviations": json.loads(t["deviations_json"] or "[]"),
             "incidents": json.loads(t["incidents_json"] or "[]"),
+            "workspace": t["worktree"],
             "error": t["error"], "cost_usd": t["cost_usd"],
         } for t in tasks],
         "metrics": report.asdict(metrics),
