@@ -237,6 +237,19 @@ def test_no_device_node_can_be_made_even_in_the_writable_directory(area: Area) -
     assert not (area.work / "disk").exists() and not (area.work / "mem").exists()
 
 
+def test_a_root_command_keeps_no_dangerous_capability(area: Area) -> None:
+    """Loading a module, raw I/O, network admin, SYS_ADMIN (which could undo the read-only mounts), reboot,
+    ptrace: none of them is left to the command, not even in its bounding set."""
+    require_landlock()
+    done = area.run("grep -E '^Cap(Bnd|Eff):' /proc/self/status")
+    assert done["returncode"] == 0, done
+    sets = {line.split(":")[0]: int(line.split()[1], 16) for line in done["stdout"].splitlines()}
+    dangerous = {12: "NET_ADMIN", 16: "SYS_MODULE", 17: "SYS_RAWIO", 19: "SYS_PTRACE", 21: "SYS_ADMIN",
+                 22: "SYS_BOOT", 25: "SYS_TIME", 27: "MKNOD"}
+    for name, bits in sets.items():
+        assert [cap for bit, cap in dangerous.items() if bits >> bit & 1] == [], name
+
+
 def test_without_landlock_writes_are_free_but_processes_still_end(area: Area) -> None:
     results, _ = probe_writes(area, landlock=False)
     assert set(results.values()) == {"ok"}, results

@@ -13,8 +13,9 @@ With a PID namespace (root, or any user where unprivileged user namespaces are a
   kills init; if the launcher dies, init's parent-death signal (SIGKILL) does the same.
   Writes are confined in init, not in the launcher: init has to mount its /proc first, and a
   Landlocked process may not mount. The launcher runs only this code, outside the namespace where
-  the command can neither see nor signal it. The command also loses CAP_SYS_ADMIN (matters for
-  root only), which could otherwise make the read-only mounts writable again.
+  the command can neither see nor signal it. A root command also loses every capability but the
+  few container runtimes keep (kernel.KEEP_CAPABILITIES): no module loading, raw devices, network
+  reconfiguration, or CAP_SYS_ADMIN, which could otherwise make the read-only mounts writable again.
 
 Without one (--no-pid-namespace, or the kernel refuses): the launcher is a child subreaper, so
 orphans reparent to it, and once the command has ended (or the lifeline breaks) it SIGKILLs every
@@ -145,7 +146,7 @@ def confine(opts: Options, mount: bool) -> None:
     try:
         if mount:
             kernel.read_only_except([*opts.writable, *(p for p in ("/dev/shm",) if os.path.isdir(p))])
-            kernel.drop_sys_admin()
+        kernel.drop_capabilities()
         landlock.restrict(opts.writable, output_files())
     except OSError as exc:
         fail(f"cannot confine writes: {exc.strerror}" + (f": {exc.filename}" if exc.filename else ""))

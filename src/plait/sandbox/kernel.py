@@ -29,7 +29,6 @@ _AT_RECURSIVE = 0x8000
 _MOUNT_ATTR_RDONLY = 1
 
 
-CAP_SYS_ADMIN = 21
 _CAP_VERSION_3 = 0x20080522
 
 
@@ -139,11 +138,39 @@ def read_only_except(writable: list[str]) -> None:
     os.chdir(os.getcwd())
 
 
-def drop_sys_admin() -> None:
-    """Keep CAP_SYS_ADMIN from whatever we exec, so a root command cannot make the read-only mounts
-    writable again: Landlock refuses mount(2) but has no hook on mount_setattr(2)."""
-    prctl(PR_CAPBSET_DROP, CAP_SYS_ADMIN)  # root's exec gains only what the bounding set allows...
+# What a root command keeps (the set container runtimes give by default, less MKNOD): enough to own,
+# chmod and serve its own files; not enough to load kernel modules, reach raw devices, reconfigure the
+# network, reboot, trace other processes or undo the read-only mounts (SYS_ADMIN: Landlock refuses
+# mount(2) but has no hook on mount_setattr(2)).
+KEEP_CAPABILITIES = frozenset({
+    0,  # CHOWN
+    1,  # DAC_OVERRIDE
+    3,  # FOWNER
+    4,  # FSETID
+    5,  # KILL
+    6,  # SETGID
+    7,  # SETUID
+    8,  # SETPCAP
+    10,  # NET_BIND_SERVICE
+    13,  # NET_RAW
+    18,  # SYS_CHROOT
+    29,  # AUDIT_WRITE
+    31,  # SETFCAP
+})
+
+
+def drop_capabilities() -> None:
+    """Take every other capability out of what our exec'd command can have: out of the bounding set
+    (root's exec gains only what it allows) and the inheritable set (ambient capabilities follow it).
+    A process without capabilities (an ordinary user outside a user namespace) has nothing to drop."""
     header, data = _CapHeader(_CAP_VERSION_3, 0), (_CapData * 2)()
     _check(_libc.capget(ctypes.byref(header), data), "capget")
-    data[0].inheritable &= ~(1 << CAP_SYS_ADMIN)  # ...and what it inherits (ambient follows this)
+    if not any(d.effective for d in data):
+        return
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        last = int(f.read())
+    for cap in range(last + 1):
+        if cap not in KEEP_CAPABILITIES:
+            prctl(PR_CAPBSET_DROP, cap)
+            data[cap // 32].inheritable &= ~(1 << (cap % 32))
     _check(_libc.capset(ctypes.byref(header), data), "capset")
