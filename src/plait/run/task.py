@@ -19,7 +19,7 @@ from plait import proc
 from plait.agents.base import Agent, AgentRequest, AgentResult, ErrorKind, Permission, Profile, SandboxMode
 from plait.evidence import TaskRecord, VerifyResult, write_evidence
 from plait.git import merge, workspace
-from plait.git.repo import Git
+from plait.git.repo import Git, GitError
 from plait.plan.analyze import patterns_overlap
 from plait.plan.model import Plan, Task
 from plait.redact import redact, redact_files
@@ -239,7 +239,7 @@ def run_attempt(
 
     try:
         captured_tree = workspace.capture(git, ws, f"[plait {paths.run_id}] {task.id}: {task.title}")
-    except workspace.WorkspaceGone as exc:
+    except (workspace.WorkspaceGone, GitError) as exc:  # e.g. files the agent made unreadable
         return record(False, error=f"capture: {exc}", transient=False)
     commit = captured_tree.commit
     ref = f"refs/heads/{branch}"
