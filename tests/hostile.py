@@ -10,6 +10,7 @@ import random
 import re
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -241,3 +242,24 @@ for i in $(seq 50); do
   python3 -c 'import socket; socket.create_connection(("127.0.0.1", {port}))' 2>/dev/null && break; sleep 0.1
 done
 """
+
+
+def hostile_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                 clis: dict[str, Path] | None = None) -> Iterator[Path]:
+    """For a fixture: the dirty repository, with workspaces inside it (the harder case); fails the test
+    unless the user's side of it is byte-identical at the end."""
+    require_landlock()
+    repo = dirty_repo(tmp_path, {"plait.toml": hostile_toml(tmp_path, clis)})
+    monkeypatch.setenv("PLAIT_WORKSPACES", str(repo / ".plait" / "ws"))
+    before = user_side(repo)
+    yield repo
+    assert user_side(repo) == before, "the user's repository changed"
+
+
+def assert_nothing_outlives_the_attempt(repo: Path, tmp_path: Path, agent: str) -> None:
+    """Daemons, a listening server and 200 children started by the agent are all gone afterwards."""
+    mark, port = str(random.randrange(10**6, 10**7)), free_port()
+    doc = run_attack(repo, tmp_path, agent, DAEMONS.format(mark=mark, port=port))
+    assert doc["tasks"][0]["state"] == "done", doc["output"]
+    assert wait_gone(marked(mark)) == []
+    assert port_free(port), "the agent's HTTP server still holds its port"

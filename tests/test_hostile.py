@@ -23,17 +23,12 @@ import pytest
 
 from hostile import (
     ATTACKS,
-    DAEMONS,
+    assert_nothing_outlives_the_attempt,
     check_attack,
-    dirty_repo,
     fill,
-    free_port,
-    hostile_toml,
+    hostile_repo,
     marked,
-    port_free,
-    require_landlock,
     run_attack,
-    user_side,
     wait_gone,
 )
 from runfixtures import events, git, latest_run, plait, write_plan
@@ -41,12 +36,7 @@ from runfixtures import events, git, latest_run, plait, write_plan
 
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    require_landlock()
-    repo = dirty_repo(tmp_path, {"plait.toml": hostile_toml(tmp_path)})
-    monkeypatch.setenv("PLAIT_WORKSPACES", str(repo / ".plait" / "ws"))
-    before = user_side(repo)
-    yield repo
-    assert user_side(repo) == before, "the user's repository changed"
+    yield from hostile_repo(tmp_path, monkeypatch)
 
 
 @pytest.mark.parametrize("agent", ["script", "shell"])
@@ -68,11 +58,7 @@ def test_the_work_survives_whatever_the_agent_did_to_git(repo: Path, tmp_path: P
 
 @pytest.mark.parametrize("agent", ["script", "shell"])
 def test_nothing_the_agent_starts_outlives_its_attempt(repo: Path, tmp_path: Path, agent: str) -> None:
-    mark, port = str(random.randrange(10**6, 10**7)), free_port()
-    doc = run_attack(repo, tmp_path, agent, DAEMONS.format(mark=mark, port=port))
-    assert doc["tasks"][0]["state"] == "done", doc["output"]
-    assert wait_gone(marked(mark)) == []
-    assert port_free(port), "the agent's HTTP server still holds its port"
+    assert_nothing_outlives_the_attempt(repo, tmp_path, agent)
 
 
 def test_sigkill_of_plait_ends_its_agents_and_resume_never_sees_their_writes(repo: Path, tmp_path: Path) -> None:

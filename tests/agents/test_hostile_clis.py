@@ -5,40 +5,19 @@ outlive the attempt, and plait must report what was tried (read from the CLI's t
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from hostile import (
-    ATTACKS,
-    DAEMONS,
-    check_attack,
-    dirty_repo,
-    fill,
-    free_port,
-    hostile_toml,
-    marked,
-    port_free,
-    require_landlock,
-    run_attack,
-    user_side,
-    wait_gone,
-)
+from hostile import ATTACKS, assert_nothing_outlives_the_attempt, check_attack, fill, hostile_repo, run_attack
 
 CLIS = ("claude", "codex")
 
 
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, require_cli: Callable[[str], Path]) -> Iterator[Path]:
-    require_landlock()
-    clis = {name: require_cli(name) for name in CLIS}
-    repo = dirty_repo(tmp_path, {"plait.toml": hostile_toml(tmp_path, clis)})
-    monkeypatch.setenv("PLAIT_WORKSPACES", str(repo / ".plait" / "ws"))
-    before = user_side(repo)
-    yield repo
-    assert user_side(repo) == before, "the user's repository changed"
+    yield from hostile_repo(tmp_path, monkeypatch, {name: require_cli(name) for name in CLIS})
 
 
 @pytest.mark.parametrize("cli", CLIS)
@@ -51,8 +30,4 @@ def test_a_hostile_real_cli_changes_nothing_of_the_users_and_is_reported(repo: P
 
 @pytest.mark.parametrize("cli", CLIS)
 def test_nothing_a_real_cli_starts_outlives_its_attempt(repo: Path, tmp_path: Path, cli: str) -> None:
-    mark, port = str(random.randrange(10**6, 10**7)), free_port()
-    doc = run_attack(repo, tmp_path, cli, DAEMONS.format(mark=mark, port=port))
-    assert doc["tasks"][0]["state"] == "done", doc["output"]
-    assert wait_gone(marked(mark)) == []
-    assert port_free(port), "the agent's HTTP server still holds its port"
+    assert_nothing_outlives_the_attempt(repo, tmp_path, cli)
