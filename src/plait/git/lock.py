@@ -1,9 +1,6 @@
-"""One lock per repository for git's *admin* operations (worktree add/remove/prune, ref updates).
-
-Concurrent `git worktree add` in one repository fails now and then (measured on git 2.39: 3-22 of
-40 attempts) on the shared `.git/config` lock and on a short read of `.git/worktrees/<id>/commondir`,
-and leaves a half-created branch behind. Serializing these operations removes the failures; they
-take milliseconds while tasks take minutes, so the lost parallelism does not matter.
+"""One lock per repository for the operations plait makes on the user's repository's shared state
+(ref updates: read, decide, compare-and-swap). They take milliseconds while tasks take minutes, so
+the lost parallelism does not matter. (Workspaces need no lock: each is a repository of its own.)
 
 The lock has two layers because either alone is not enough:
 - a `threading.RLock` per common dir, shared through a module registry, for the worker threads of
@@ -13,8 +10,8 @@ The lock has two layers because either alone is not enough:
   runner, a second `plait run`). The kernel drops it when a process dies, so a killed run never
   leaves the repository locked.
 
-Reentrant within a thread: `add_worktree` holds the lock and its cleanup deletes a ref, which takes
-it again. Only the outermost `with` takes and drops the file lock.
+Reentrant within a thread: a caller may hold it around several ref updates, each of which takes it
+again. Only the outermost `with` takes and drops the file lock.
 """
 
 from __future__ import annotations
