@@ -3,7 +3,7 @@
 Run: .venv/bin/python -m benchmarks.scheduling [--graphs 300] [--seed 1]
 Prints, per (tasks, agents), the median and p90 of makespan / lower bound for plait's scheduler and for
 level-by-level phase barriers, and the median barrier / plait ratio. Pure computation (the same
-`plait.run.scheduler` code the engine runs), so the numbers are reproducible exactly for a seed.
+`plait.schedule` code the engine runs), so the numbers are reproducible exactly for a seed.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import random
 import statistics
 
 from plait import graph
-from plait.run.scheduler import Job, lower_bound, simulate, simulate_barriers
+from plait.schedule import Job, lower_bound, simulate, simulate_barriers
 
 
 def random_dag(rng: random.Random, n: int, edge_p: float) -> list[Job]:

@@ -185,7 +185,7 @@ def run_attack(repo: Path, tmp_path: Path, agent: str, script: str) -> dict[str,
     real CLI (`claude`, `codex`: a profile of that name, rehearsed, running it through its shell tool).
     Returns the status document of the run, with plait's output."""
     (tmp_path / "attack.sh").write_text("set +e\n" + script + "\ntrue\n")
-    task: dict[str, Any] = {"id": "evil", "title": "hostile", "prompt": "misbehave"}
+    task: dict[str, Any] = {"id": "evil", "title": "hostile", "prompt": "misbehave", "allow_empty": True}
     if agent == "shell":
         task["agent"] = "hostile"
     else:

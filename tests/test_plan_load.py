@@ -19,8 +19,8 @@ from plait.plan.load import LoadedPlan, PlanError, load_plan
 VALID = """\
 plait: 1
 name: demo
-defaults:
-  verify: make test
+defaults: {agent: claude,
+  verify: make test}
 tasks:
   - id: api
     title: Build the API
@@ -176,7 +176,8 @@ def test_unknown_key_without_a_close_match_lists_the_allowed_keys(tmp_path: Path
         ("  - id: api", "  - id: 1.5", "tasks[0].id: expected text, got a number 1.5",
          'quote it so YAML reads it as text: "1.5"'),
         ("    needs: [api]", "    needs: [7]", "tasks[1].needs[0]: expected text, got a number 7", '"7"'),
-        ("defaults:\n  verify: make test", "defaults: make test", "defaults: expected a mapping", "indented"),
+        ("defaults: {agent: claude,\n  verify: make test}", "defaults: make test", "defaults: expected a mapping",
+         "indented"),
         ("    files: [src/api.py]", "    files: [src/api.py]\n    gate: maybe",
          "tasks[0].gate: expected true or false",
          "write true or false"),
@@ -334,7 +335,7 @@ def test_not_utf8(tmp_path: Path) -> None:
 
 
 def test_warnings_do_not_raise(tmp_path: Path) -> None:
-    loaded = load_plan(write(tmp_path, VALID.replace("defaults:\n  verify: make test\n", "").replace(
+    loaded = load_plan(write(tmp_path, VALID.replace("  verify: make test}\n", "  }\n").replace(
         "    files: [src/api.py]\n", "    verify: make api\n")))
     messages = [w.message for w in loaded.warnings]
     assert any("'ui' has no verify command" in m for m in messages)

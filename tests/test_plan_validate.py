@@ -15,7 +15,7 @@ from plait.plan.validate import Diagnostic, path_problem, validate
 
 
 def task(task_id: str, **extra: Any) -> dict[str, Any]:
-    return {"id": task_id, "title": f"Task {task_id}", "prompt": f"Do {task_id}.",
+    return {"id": task_id, "title": f"Task {task_id}", "prompt": f"Do {task_id}.", "agent": "claude",
             "files": [f"src/{task_id}.py"], "verify": "make test", **extra}
 
 
@@ -48,6 +48,13 @@ def only(found: list[Diagnostic]) -> Diagnostic:
 
 def test_a_clean_plan_has_no_diagnostics() -> None:
     assert check(plan(task("a"), task("b", needs=["a"]))) == []
+
+
+def test_a_script_agent_task_without_a_script_is_flagged() -> None:
+    d = only(warnings(plan(task("a", agent=None), task("b", script={"write": {"b": "x"}}, agent=None),
+                           task("c", agent=None, allow_empty=True), task("d"))))
+    assert "task 'a' runs the built-in `script` agent with no `script:`" in d.message
+    assert "allow_empty: true" in d.fix
 
 
 def test_diagnostic_renders_as_one_line() -> None:

@@ -32,7 +32,7 @@ def test_rate_limit_storm_backs_off_and_completes(tmp_path: Path) -> None:
     assert backoffs and min(backoffs) < 4 and backoffs[0] == 2, backoffs
     retries = [e for e in evts if e["kind"] == "task.retry"]
     assert len(retries) >= len(ids) and all("rate_limit" in e["data"]["error"] for e in retries)
-    assert all(e["data"]["delay"] >= 0.3 for e in retries)
+    assert all(e["data"]["delay"] >= 0.3 / 2 for e in retries)  # back-off with jitter: half to all of it
     assert sorted(e["task"] for e in evts if e["kind"] == "task.done") == ids
     # The retried agents continued their own Claude Code sessions.
     resumed = [e["data"]["resume_session"] for e in evts if e["kind"] == "task.started" and e["data"]["attempt"] > 1]

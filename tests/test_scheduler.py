@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from plait import graph
-from plait.run.scheduler import Job, Scheduler, lower_bound, simulate, simulate_barriers
+from plait.schedule import Job, Scheduler, lower_bound, simulate, simulate_barriers
 
 
 def jobs(spec: dict[str, tuple[float, tuple[str, ...]]]) -> list[Job]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -13,20 +13,21 @@ from typing import Any
 
 from plait import report
 from plait.agents.base import Agent, Profile, SandboxMode
+from plait.clock import Clock
 from plait.errors import PlaitError
 from plait.git import workspace
 from plait.git.repo import Git
 from plait.plan.load import LoadedPlan, load_plan
 from plait.plan.model import Plan
+from plait.redact import redact_files
+from plait.run import liveness
 from plait.run.engine import Engine, Listener, RunOptions
 from plait.run.preflight import preflight
 from plait.run.task import RunContext, RunPaths, verify_environment
-from plait.state import Store, db_path
+from plait.state import EventKind, Store, TaskState, db_path
 
 TaskEnv = Callable[[str], dict[str, str]]
 
-# A run whose process has not written a heartbeat for this long is considered dead.
-STALE_SECONDS = 15.0
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def _protected(repo: Repo, plan_path: str) -> tuple[str, ...]:
 
 
 def _context(repo: Repo, plan: Plan, run_id: str, base_sha: str, plan_path: str,
-             task_env: TaskEnv | None = None) -> RunContext:
+             task_env: TaskEnv | None = None, rehearsal: bool = False) -> RunContext:
     from plait.sandbox import support
 
     profiles = _plan_profiles(repo, plan)
@@ -131,7 +132,7 @@ def _context(repo: Repo, plan: Plan, run_id: str, base_sha: str, plan_path: str,
                       agent_env=_agent_env if task_env is None else
                       (lambda profile, task_id: {**_agent_env(profile, task_id), **task_env(task_id)}),
                       verify_env=verify_environment(), landlock=support().landlock_abi is not None,
-                      protected=_protected(repo, plan_path))
+                      protected=_protected(repo, plan_path), rehearsal=rehearsal)
 
 
 def start(plan_path: Path, options: RunOptions, cwd: Path | None = None) -> tuple[Repo, str]:
@@ -153,61 +154,67 @@ def start(plan_path: Path, options: RunOptions, cwd: Path | None = None) -> tupl
 
 
 def execute(repo: Repo, run_id: str, listener: Listener | None = None, resume: bool = False,
-            task_env: TaskEnv | None = None) -> str:
+            task_env: TaskEnv | None = None, make_agent: Callable[[Profile], Agent] | None = None,
+            clock: Clock | None = None) -> str:
     """Run (or continue) a recorded run to its end. `task_env(task_id)` adds variables to each agent's
-    environment (tests point agents at their own scripted model server this way)."""
+    environment (tests point agents at their own scripted model server this way); `make_agent` and
+    `clock` replace the agents and the engine's clock (plait.testing's FakeAgent and VirtualClock)."""
     row = _run_row(repo, run_id)
     plan = Plan.model_validate_json(row["plan_json"])
     options = RunOptions(**json.loads(row["options_json"]))
     with ExitStack() as stack:
+        _hold(repo, run_id, stack)  # for this process's whole life with the run: liveness is this lock
         if options.rehearse:
             from plait.run.rehearse import rehearsal
 
             server, task_env = stack.enter_context(rehearsal(plan, run_id, options.rehearse_latency))
-            repo.store.emit(run_id, "rehearsal.server", None, {"url": server.url})
-        engine = Engine(_context(repo, plan, run_id, row["base_sha"], row["plan_path"], task_env), repo.store,
-                        options, listener)
+            repo.store.emit(run_id, EventKind.REHEARSAL_SERVER, None, {"url": server.url})
+        ctx = _context(repo, plan, run_id, row["base_sha"], row["plan_path"], task_env, options.rehearse)
+        if make_agent is not None:
+            ctx = dataclasses.replace(ctx, make_agent=make_agent)
+        engine = Engine(ctx, repo.store, options, listener, clock)
         if resume:
             _clean_stale(repo, run_id)
             engine.restore()
         try:
             status = engine.execute()
         except KeyboardInterrupt:
-            repo.store.emit(run_id, "run.interrupted", None, {}, run={"status": "interrupted"})
+            repo.store.emit(run_id, EventKind.RUN_INTERRUPTED, None, {}, run={"status": "interrupted"})
             raise
+        finally:
+            redact_files(engine.ctx.paths.run_dir)  # the last word: nothing under the run keeps a secret
     if status == "completed":  # all work is in its branches: the agents' homes and workspaces can go
         workspace.remove_all(engine.ctx.paths.workspaces)
     return status
 
 
+def _hold(repo: Repo, run_id: str, stack: ExitStack) -> None:
+    try:
+        stack.enter_context(liveness.RunLock(liveness.lock_path(repo.git.common_dir, run_id)))
+    except liveness.Taken as taken:
+        raise PlaitError(f"run {run_id} is still running (pid {taken.pid or '?'})",
+                         f"wait for it, or stop it with `plait cancel {run_id}`") from None
+
+
 def resume(run_id: str, listener: Listener | None = None, cwd: Path | None = None) -> tuple[Repo, str]:
+    """Continue a run; refused while its process lives (execute takes the run's lock, atomically)."""
     repo = open_repo(cwd)
     row = _run_row(repo, run_id)
     if row["status"] == "completed":
         raise PlaitError(f"run {run_id} already completed", "start a new run with `plait run PLAN`")
-    if is_live(row):
-        raise PlaitError(f"run {run_id} is still running (pid {row['pid']})",
-                         f"wait for it, or stop it with `plait cancel {run_id}`")
     return repo, execute(repo, run_id, listener, resume=True)
 
 
 def _clean_stale(repo: Repo, run_id: str) -> None:
     """Workspaces left by a killed process (flock locks die with it; its agents died with it too)."""
     for row in repo.store.tasks(run_id):
-        if row["state"] != "done" and row["worktree"]:
+        if row["state"] != TaskState.DONE and row["worktree"]:
             workspace.remove(Path(row["worktree"]))
 
 
-def is_live(row: dict[str, Any]) -> bool:
-    if row["status"] not in ("running", "cancelling") or not row["pid"]:
-        return False
-    try:
-        os.kill(row["pid"], 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return (row["heartbeat_at"] or row["started_at"] or 0) > time.time() - STALE_SECONDS
+def is_live(repo: Repo, run_id: str) -> bool:
+    """Whether a process is running the run now: it holds the run's lock (never a guess from time)."""
+    return liveness.held(liveness.lock_path(repo.git.common_dir, run_id))
 
 
 def _run_row(repo: Repo, run_id: str | None) -> dict[str, Any]:
@@ -235,11 +242,11 @@ def status(run_id: str | None = None, cwd: Path | None = None) -> dict[str, Any]
     from plait import graph
 
     level = graph.levels(needs)
-    active = [t for t in tasks if t["state"] in ("running", "retrying")]
+    active = [t for t in tasks if t["state"] in (TaskState.RUNNING, TaskState.RETRYING)]
     phase = (f"level {min(level[t['task_id']] for t in active)}" if active else
              "integration" if row["status"] == "running" else row["status"])
     metrics = report.compute(row, tasks, repo.store.attempts(rid), events)
-    live = is_live(row)
+    live = is_live(repo, rid)
     status_word = row["status"] if live or row["status"] not in ("running", "cancelling") else "interrupted"
     last = events[-1] if events else None
     return {
@@ -249,18 +256,18 @@ def status(run_id: str | None = None, cwd: Path | None = None) -> dict[str, Any]
         "plan": row["plan_path"],
         "base": row["base_sha"],
         "jobs": row["jobs"],
+        "rehearsal": bool(json.loads(row["options_json"] or "{}").get("rehearse")),
         "completed_tasks": [{"id": t["task_id"], "name": t["title"], "branch": t["branch"]}
-                            for t in tasks if t["state"] == "done"],
+                            for t in tasks if t["state"] == TaskState.DONE],
         "failed_tasks": [{"id": t["task_id"], "name": t["title"], "error": t["error"]}
-                         for t in tasks if t["state"] == "failed"],
-        "counts": {s: sum(1 for t in tasks if t["state"] == s)
-                   for s in ("pending", "running", "retrying", "done", "failed", "blocked", "cancelled")},
+                         for t in tasks if t["state"] == TaskState.FAILED],
+        "counts": {str(s): sum(1 for t in tasks if t["state"] == s) for s in TaskState},
         "output": f"{last['kind']} {last['task_id'] or ''}".strip() if last else "",
         "tasks": [{
             "id": t["task_id"], "title": t["title"], "state": t["state"], "level": level.get(t["task_id"]),
             "branch": t["branch"], "attempt": t["attempt"], "started_at": t["started_at"],
             "finished_at": t["finished_at"], "commit": t["commit_sha"],
-            "verify": None if t["verify_exit"] is None and t["state"] != "done" else
+            "verify": None if t["verify_exit"] is None and t["state"] != TaskState.DONE else
             {"exit_code": t["verify_exit"], "seconds": t["verify_seconds"]},
             "conflicts": json.loads(t["conflicts_json"] or "[]"),
             "deviations": json.loads(t["deviations_json"] or "[]"),
@@ -276,12 +283,13 @@ def status(run_id: str | None = None, cwd: Path | None = None) -> dict[str, Any]
 def cancel(run_id: str, cwd: Path | None = None) -> str:
     repo = open_repo(cwd)
     row = _run_row(repo, run_id)
-    if not is_live(row):
+    if not is_live(repo, run_id):
         if row["status"] in ("running", "cancelling"):
-            repo.store.emit(run_id, "run.cancelled", None, {"why": "no live process"}, run={"status": "cancelled"})
+            repo.store.emit(run_id, EventKind.RUN_CANCELLED, None, {"why": "no live process"},
+                            run={"status": "cancelled"})
             return "cancelled (its process was already gone)"
         raise PlaitError(f"run {run_id} is not running (status {row['status']})", "nothing to cancel")
-    repo.store.emit(run_id, "run.cancel_requested", None, {}, run={"status": "cancelling"})
+    repo.store.emit(run_id, EventKind.RUN_CANCEL_REQUESTED, None, {}, run={"status": "cancelling"})
     return "cancelling: running tasks are being stopped"
 
 
@@ -290,7 +298,7 @@ def clean(cwd: Path | None = None, run_id: str | None = None) -> list[str]:
     repo = open_repo(cwd)
     removed: list[str] = []
     for row in repo.store.runs():
-        if (run_id and row["id"] != run_id) or is_live(row):
+        if (run_id and row["id"] != run_id) or is_live(repo, row["id"]):
             continue
         folders = {run_paths(repo, row["id"]).workspaces}
         folders |= {Path(t["worktree"]).parent for t in repo.store.tasks(row["id"]) if t["worktree"]}

@@ -9,7 +9,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plait.agents.base import ErrorKind
 from plait.plan.model import Plan, Task
+from plait.redact import write_text
 
 CONTEXT_VERSION = "1.0"
 
@@ -51,6 +53,13 @@ class TaskRecord:
     # What the agent tried that was refused or lay outside its work tree, and what it did to its own
     # workspace repository: reported, never silently dropped.
     incidents: list[str] = field(default_factory=list)
+    # The typed outcome the engine acts on (no string compares on the evidence dict).
+    profile: str = ""
+    error_kind: ErrorKind | None = None  # why the agent failed, when it did
+    session_id: str | None = None
+    cost_usd: float | None = None
+    retry_after: float | None = None  # seconds the provider asked to wait
+    rehearsal: bool = False  # the agent talked to plait's scripted model server: no tokens were spent
 
 
 def context_doc(record: TaskRecord, task: Task, plan: Plan, summary: str) -> dict[str, Any]:
@@ -97,10 +106,10 @@ def write_evidence(folder: Path, record: TaskRecord, task: Task, plan: Plan) -> 
     folder.mkdir(parents=True, exist_ok=True)
     summary = summary_of(record, task)
     context = context_doc(record, task, plan, summary)
-    (folder / "context.json").write_text(json.dumps(context, indent=2) + "\n")
-    (folder / "results.json").write_text(json.dumps(asdict(record), indent=2, default=str) + "\n")
-    (folder / "deviations.md").write_text(_deviations_md(record, task))
-    (folder / "EVIDENCE.md").write_text(_evidence_md(record, task, summary))
+    write_text(folder / "context.json", json.dumps(context, indent=2) + "\n")
+    write_text(folder / "results.json", json.dumps(asdict(record), indent=2, default=str) + "\n")
+    write_text(folder / "deviations.md", _deviations_md(record, task))
+    write_text(folder / "EVIDENCE.md", _evidence_md(record, task, summary))
     return context
 
 
@@ -122,10 +131,12 @@ def _deviations_md(record: TaskRecord, task: Task) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _usage_line(agent: dict[str, Any]) -> str:
+def _usage_line(agent: dict[str, Any], rehearsal: bool) -> str:
     tokens = agent.get("tokens") or {}
     cost = agent.get("cost_usd")
     spent = f"${cost:.4f}" if cost is not None else "not reported"
+    if rehearsal:
+        spent = f"simulated {spent} (rehearsal: no tokens were spent)"
     return (f"- Cost: {spent}; tokens in {tokens.get('input', 0)}, "
             f"out {tokens.get('output', 0)}, cached {tokens.get('cached', 0)}; turns {agent.get('turns') or '?'}")
 
@@ -136,12 +147,13 @@ def _evidence_md(record: TaskRecord, task: Task, summary: str) -> str:
     out = [
         f"# Evidence — {task.id}: {task.title}",
         "",
-        f"**Result: {verdict}** (attempt {record.attempt}, run `{record.run_id}`)",
+        f"**Result: {verdict}** (attempt {record.attempt}, run `{record.run_id}`"
+        + (", a rehearsal against plait's scripted model server)" if record.rehearsal else ")"),
         "",
         f"- Branch: `{record.branch}` at `{record.commit_sha or '(no commit)'}`, based on `{record.base_sha[:12]}`",
         f"- Agent: `{record.agent.get('profile')}` — {record.agent.get('summary') or 'no summary'}",
         f"- Time: {record.finished_at - record.started_at:.1f}s",
-        _usage_line(record.agent),
+        _usage_line(record.agent, record.rehearsal),
         "",
         "## What was built",
         "",

@@ -1,38 +1,94 @@
-"""Keep secrets from the environment out of logs, evidence and the database."""
+"""Keep secrets out of everything plait writes: logs, evidence, reports and the database.
+
+A secret is known by its *value*: the value of every environment variable whose name looks secret
+(KEY, TOKEN, SECRET, PASSWORD, ...), the password inside any URL-shaped value (`DATABASE_URL=
+postgres://app:hunter22@db/x`), and values registered at run time (the keys a run hands its agents).
+Text is also scrubbed of `scheme://user:password@` credentials whatever their source.
+
+Every writer goes through here: `write_text` for plait's own files, `Store.emit` for database rows,
+`redact_files` for what child processes wrote (agent streams, verify logs, the CLIs' private homes).
+"""
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION)", re.I)
+_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE)",
+                          re.I)
+_URL_CREDENTIALS = re.compile(r"([a-z][a-z0-9+.-]*://[^/\s:@'\"]+:)([^/\s@'\"]+)(@)", re.I)
+MASK = "***"
+MIN_LENGTH = 6  # shorter values ("1", "true", "dev") would mask ordinary words
+
+_registered: set[str] = set()
+_lock = threading.Lock()
+
+
+def register(values: Iterable[str]) -> None:
+    """More secret values for this process (e.g. the API keys a run gives its agents)."""
+    with _lock:
+        _registered.update(v for v in values if len(v) >= MIN_LENGTH)
+
+
+def register_env(env: Mapping[str, str]) -> None:
+    """The secret-looking values of an environment plait hands to a child."""
+    register(_values(env))
+
+
+def _values(env: Mapping[str, str]) -> set[str]:
+    found = {v for k, v in env.items() if _SECRET_NAME.search(k) and len(v) >= MIN_LENGTH}
+    for value in env.values():
+        found.update(m.group(2) for m in _URL_CREDENTIALS.finditer(value) if len(m.group(2)) >= 4)
+    return found
 
 
 def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
-    env = os.environ if environ is None else environ
-    values = {v for k, v in env.items() if _SECRET_NAME.search(k) and len(v) >= 6}
+    """Every secret value known now, longest first (so a secret containing another is masked whole)."""
+    with _lock:
+        values = _values(os.environ if environ is None else environ) | _registered
     return sorted(values, key=len, reverse=True)
 
 
 def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
     for value in secret_values(environ):
-        text = text.replace(value, "***")
-    return text
+        text = text.replace(value, MASK)
+    return _URL_CREDENTIALS.sub(lambda m: m.group(1) + MASK + m.group(3), text)
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write one of plait's own files, secrets masked."""
+    path.write_text(redact(text))
 
 
 def redact_files(folder: Path, environ: Mapping[str, str] | None = None) -> None:
-    """Rewrite the logs under `folder` with secret values masked (agents and tests may print them)."""
-    secrets = secret_values(environ)
-    if not secrets:
+    """Mask secrets in every file under `folder` (symlinks are not followed). Text files get `***`;
+    binary ones (a CLI's SQLite history) get the same number of `*`, so their structure survives."""
+    if not folder.is_dir() or folder.is_symlink():
         return
-    for path in folder.rglob("*"):
-        if not path.is_file():
-            continue
-        data = path.read_bytes()
-        masked = data
-        for value in secrets:
-            masked = masked.replace(value.encode(), b"***")
-        if masked != data:
-            path.write_bytes(masked)
+    secrets = [v.encode() for v in secret_values(environ)]
+    for dirpath, _dirs, files in os.walk(folder):  # never descends into symlinked directories
+        for name in files:
+            path = Path(dirpath) / name
+            if path.is_symlink() or not path.is_file():
+                continue
+            try:
+                data = path.read_bytes()
+            except OSError:
+                continue
+            masked = _mask_bytes(data, secrets)
+            if masked != data:
+                path.write_bytes(masked)
+
+
+def _mask_bytes(data: bytes, secrets: list[bytes]) -> bytes:
+    binary = b"\0" in data[:8192]
+    for value in secrets:
+        if value in data:
+            data = data.replace(value, b"*" * len(value) if binary else MASK.encode())
+    if binary:
+        return data
+    return _URL_CREDENTIALS.sub(lambda m: m.group(1) + MASK + m.group(3),
+                                data.decode(errors="surrogateescape")).encode(errors="surrogateescape")

@@ -4,33 +4,46 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-
-__all__ = ["Metrics", "asdict", "compute", "lines", "write"]
 from pathlib import Path
 from typing import Any
 
 from plait import graph
 from plait.plan.model import format_duration as fd
+from plait.state import EventKind, TaskState
+from plait.text import printable
+
+__all__ = ["Metrics", "asdict", "compute", "lines", "write"]
+
+# Events a run's own process does not write: the next process's preparations before its `run.started`
+# (`task.reset`, the rehearsal server) and `plait cancel` from another shell. They say nothing about
+# when the process before them stopped.
+NOT_THE_RUNNER = {EventKind.TASK_RESET, EventKind.REHEARSAL_SERVER,
+                  EventKind.RUN_CANCEL_REQUESTED, EventKind.RUN_CANCELLED}
 
 
 @dataclass(frozen=True)
 class Metrics:
+    """What a run measured; times in seconds, from the state database's attempts and events."""
+
     run_id: str
     status: str
     jobs: int
+    rehearsal: bool  # started with --rehearse: a scripted model server answered; cost and tokens are simulated
+    # Time the run was under way: the union of every attempt's interval, back-off waits and integration to the
+    # run's end. Gaps between an interrupted process and its resume are not counted, however many and long.
     wall_seconds: float
     task_seconds: float  # sum over every attempt: the sequential cost of the same work
-    speedup: float
+    speedup: float | None  # task / wall seconds; None when no task finished (nothing was sped up)
     critical_path_seconds: float
     lower_bound_seconds: float
-    efficiency: float  # lower bound / wall: 1.0 means no schedule could have been faster
+    efficiency: float | None  # lower bound / wall: 1.0: no schedule could have been faster; None when speedup is
     tasks: int
     done: int
     failed: list[str]
     blocked: list[str]
     retries: int
     conflicts: int
-    cost_usd: float | None
+    cost_usd: float | None  # simulated in a rehearsal
     tokens_in: int
     tokens_out: int
     # task -> one line per change outside its declared scope and per incident (refused writes, what
@@ -41,28 +54,31 @@ class Metrics:
 def compute(run: dict[str, Any], tasks: list[dict[str, Any]], attempts: list[dict[str, Any]],
             events: list[dict[str, Any]]) -> Metrics:
     plan = json.loads(run["plan_json"])
+    options = json.loads(run.get("options_json") or "{}")
     needs = {t["id"]: list(t.get("needs", [])) for t in plan["tasks"]}
     spent: dict[str, float] = dict.fromkeys(needs, 0.0)
-    for a in attempts:
-        if a["started_at"] and a["finished_at"]:
-            spent[a["task_id"]] += a["finished_at"] - a["started_at"]
-    wall = wall_seconds(events)
+    ran = attempt_intervals(attempts, events)
+    for tid, (start, end) in ran:
+        spent[tid] = spent.get(tid, 0.0) + end - start
+    wall = union_seconds([span for _, span in ran] + waits(events))
     work = sum(spent.values())
     cp_path = graph.critical_path(needs, spent)
     cp = sum(spent[t] for t in cp_path)
     jobs = int(run["jobs"] or 1)
     lb = max(cp, work / jobs)
+    done = sum(1 for t in tasks if t["state"] == TaskState.DONE)
+    measured = done > 0 and wall > 0
     costs = [t["cost_usd"] for t in tasks if t["cost_usd"] is not None]
     return Metrics(
-        run_id=run["id"], status=run["status"], jobs=jobs, wall_seconds=round(wall, 3),
-        task_seconds=round(work, 3), speedup=round(work / wall, 3) if wall else 0.0,
+        run_id=run["id"], status=run["status"], jobs=jobs, rehearsal=bool(options.get("rehearse")),
+        wall_seconds=round(wall, 3), task_seconds=round(work, 3),
+        speedup=round(work / wall, 3) if measured else None,
         critical_path_seconds=round(cp, 3), lower_bound_seconds=round(lb, 3),
-        efficiency=round(lb / wall, 3) if wall else 0.0, tasks=len(tasks),
-        done=sum(1 for t in tasks if t["state"] == "done"),
-        failed=[t["task_id"] for t in tasks if t["state"] == "failed"],
-        blocked=[t["task_id"] for t in tasks if t["state"] == "blocked"],
-        retries=sum(1 for e in events if e["kind"] == "task.retry"),
-        conflicts=sum(1 for e in events if e["kind"] == "task.conflict"),
+        efficiency=round(lb / wall, 3) if measured else None, tasks=len(tasks), done=done,
+        failed=[t["task_id"] for t in tasks if t["state"] == TaskState.FAILED],
+        blocked=[t["task_id"] for t in tasks if t["state"] == TaskState.BLOCKED],
+        retries=sum(1 for e in events if e["kind"] == EventKind.TASK_RETRY),
+        conflicts=sum(1 for e in events if e["kind"] == EventKind.TASK_CONFLICT),
         cost_usd=round(sum(costs), 6) if costs else None,
         tokens_in=sum(t["tokens_in"] or 0 for t in tasks), tokens_out=sum(t["tokens_out"] or 0 for t in tasks),
         deviations={t["task_id"]: found for t in tasks if (found := deviation_lines(t))},
@@ -75,36 +91,84 @@ def deviation_lines(task: dict[str, Any]) -> list[str]:
     return [f"out of scope: {p}" for p in paths] + [str(i) for i in incidents]
 
 
-def wall_seconds(events: list[dict[str, Any]]) -> float:
-    """Time plait was actually running: a resumed (or killed) run counts segment by segment,
-    each from its `run.started` to the last event before the next one."""
-    total, start, last = 0.0, None, 0.0
+def process_spans(events: list[dict[str, Any]]) -> list[tuple[float, float]]:
+    """Each process that ran the run: from its `run.started` to the last event it wrote (`run.finished`,
+    `run.interrupted`, or whatever it wrote last before it was killed)."""
+    spans: list[tuple[float, float]] = []
     for e in events:
-        if e["kind"] == "run.started":
-            if start is not None:
-                total += last - start
-            start = e["ts"]
-        last = e["ts"]
-    if start is not None:
-        total += last - start
+        if e["kind"] == EventKind.RUN_STARTED:
+            spans.append((e["ts"], e["ts"]))
+        elif spans and e["kind"] not in NOT_THE_RUNNER:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], e["ts"]))
+    return spans
+
+
+def _end_of_process(spans: list[tuple[float, float]], at: float) -> float:
+    """When the process that was running at `at` stopped (`at` itself if none was)."""
+    ends = [end for start, end in spans if start <= at]
+    return max(at, ends[-1]) if ends else at
+
+
+def attempt_intervals(attempts: list[dict[str, Any]],
+                      events: list[dict[str, Any]]) -> list[tuple[str, tuple[float, float]]]:
+    """(task, (start, end)) of every attempt. One its process never finished (killed, interrupted, or
+    still running) ends with the last event that process wrote, never with the next process's start."""
+    spans = process_spans(events)
+    out = []
+    for a in attempts:
+        start = a["started_at"]
+        if start is None:
+            continue
+        end = a["finished_at"] if a["finished_at"] is not None else _end_of_process(spans, start)
+        out.append((a["task_id"], (start, max(start, end))))
+    return out
+
+
+def waits(events: list[dict[str, Any]]) -> list[tuple[float, float]]:
+    """Back-off waits before a retry, and integration to the run's end, each within its process."""
+    spans = process_spans(events)
+    out = []
+    for e in events:
+        end = _end_of_process(spans, e["ts"])
+        if e["kind"] == EventKind.TASK_RETRY:
+            out.append((e["ts"], min(end, e["ts"] + float(e["data"].get("delay") or 0.0))))
+        elif e["kind"] == EventKind.INTEGRATION_STARTED:
+            out.append((e["ts"], end))
+    return out
+
+
+def union_seconds(intervals: list[tuple[float, float]]) -> float:
+    """Total length of the union of the intervals: overlapping work counts once."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(intervals):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
     return total
 
 
 def lines(m: Metrics) -> list[str]:
-    out = [
-        f"wall clock {fd(m.wall_seconds)}; sum of task times {fd(m.task_seconds)}; "
-        f"speed-up {m.speedup:.2f}x with --jobs {m.jobs}",
-        f"lower bound {fd(m.lower_bound_seconds)} = max(critical path {fd(m.critical_path_seconds)}, "
-        f"work/jobs); efficiency {100 * m.efficiency:.0f}%",
-        f"tasks {m.done}/{m.tasks} done; failed {len(m.failed)}; blocked {len(m.blocked)}; "
-        f"retries {m.retries}; conflicts {m.conflicts}",
-    ]
+    times = f"wall clock {fd(m.wall_seconds)}; sum of task times {fd(m.task_seconds)}; "
+    if m.speedup is None or m.efficiency is None:
+        out = [times + ("no speed-up: nothing finished" if not m.done else "no speed-up: no time measured")]
+    else:
+        out = [
+            times + f"speed-up {m.speedup:.2f}x with --jobs {m.jobs}",
+            f"lower bound {fd(m.lower_bound_seconds)} = max(critical path {fd(m.critical_path_seconds)}, "
+            f"work/jobs); efficiency {100 * m.efficiency:.0f}%",
+        ]
+    out.append(f"tasks {m.done}/{m.tasks} done; failed {len(m.failed)}; blocked {len(m.blocked)}; "
+               f"retries {m.retries}; conflicts {m.conflicts}")
     if m.deviations:
         total = sum(len(v) for v in m.deviations.values())
         out.append(f"deviations {total} in {len(m.deviations)} task(s): see REPORT.md")
     if m.cost_usd is not None or m.tokens_in:
         cost = f"${m.cost_usd:.4f}" if m.cost_usd is not None else "unknown"
-        out.append(f"cost {cost}; tokens in {m.tokens_in}, out {m.tokens_out}")
+        if m.rehearsal:
+            out.append(f"simulated cost {cost} (rehearsal: no tokens were spent); "
+                       f"simulated tokens in {m.tokens_in}, out {m.tokens_out}")
+        else:
+            out.append(f"cost {cost}; tokens in {m.tokens_in}, out {m.tokens_out}")
     return out
 
 
@@ -112,13 +176,17 @@ def write(folder: Path, m: Metrics) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "report.json").write_text(json.dumps(asdict(m), indent=2) + "\n")
     path = folder / "REPORT.md"
-    body = [f"# Run {m.run_id}: {m.status}", "", *[f"- {line}" for line in lines(m)]]
+    body = [f"# Rehearsal run {m.run_id}: {m.status}" if m.rehearsal else f"# Run {m.run_id}: {m.status}", ""]
+    if m.rehearsal:
+        body += ["A rehearsal (`--rehearse`): the agent CLIs talked to plait's scripted model server, so no "
+                 "tokens were spent and cost and tokens below are simulated.", ""]
+    body += [f"- {line}" for line in lines(m)]
     if m.failed:
         body.append(f"- failed: {', '.join(m.failed)}")
     if m.blocked:
         body.append(f"- blocked (a dependency failed or the run stopped): {', '.join(m.blocked)}")
     if m.deviations:
         body += ["", "## Deviations", ""]
-        body += [f"- `{task}`: {line}" for task, found in m.deviations.items() for line in found]
+        body += [f"- `{task}`: {printable(line)}" for task, found in m.deviations.items() for line in found]
     path.write_text("\n".join(body) + "\n")
     return path

@@ -13,10 +13,12 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from plait.errors import PlaitError
+from plait.redact import redact
 
 SCHEMA = [
     # 1: the initial schema
@@ -50,6 +52,50 @@ TASK_COLUMNS = {"title", "position", "state", "attempt", "branch", "worktree", "
                 "started_at", "finished_at", "verify_exit", "verify_seconds", "error", "conflicts_json",
                 "deviations_json", "incidents_json", "cost_usd", "tokens_in", "tokens_out"}
 ATTEMPT_COLUMNS = {"started_at", "finished_at", "outcome", "error_kind", "error", "agent_exit"}
+
+
+class TaskState(StrEnum):
+    """Every state a task can be in; status, counts and the report all count every one of them."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    RETRYING = "retrying"  # an attempt failed transiently; the next waits out its back-off
+    DONE = "done"  # verified
+    FAILED = "failed"
+    BLOCKED = "blocked"  # a task it needs failed (or the run stopped before it could start)
+    CANCELLED = "cancelled"
+
+
+class EventKind(StrEnum):
+    """Every kind of event in the log (`events.kind`): what the report, status and dashboards read."""
+
+    DELIVERED = "delivered"
+    INTEGRATION_CONFLICT = "integration.conflict"
+    INTEGRATION_STARTED = "integration.started"
+    INTEGRATION_VERIFIED = "integration.verified"
+    LIMITS_BACKOFF = "limits.backoff"
+    LIMITS_INCREASE = "limits.increase"
+    REHEARSAL_SERVER = "rehearsal.server"
+    RUN_BUDGET_SPENT = "run.budget_spent"
+    RUN_CANCEL_REQUESTED = "run.cancel_requested"
+    RUN_CANCELLED = "run.cancelled"
+    RUN_CANCELLING = "run.cancelling"
+    RUN_FINISHED = "run.finished"
+    RUN_INTERRUPTED = "run.interrupted"
+    RUN_STARTED = "run.started"
+    TASK_AGENT_DONE = "task.agent_done"
+    TASK_ATTEMPT_DONE = "task.attempt_done"
+    TASK_BLOCKED = "task.blocked"
+    TASK_CANCELLED = "task.cancelled"
+    TASK_CAPTURED = "task.captured"
+    TASK_CONFLICT = "task.conflict"
+    TASK_DONE = "task.done"
+    TASK_FAILED = "task.failed"
+    TASK_RESET = "task.reset"
+    TASK_RETRY = "task.retry"
+    TASK_STARTED = "task.started"
+    TASK_VERIFIED = "task.verified"
+    TASK_WORKSPACE = "task.workspace"
 
 
 def db_path(common_dir: Path) -> Path:
@@ -123,7 +169,7 @@ class Store:
     def emit(
         self,
         run_id: str,
-        kind: str,
+        kind: EventKind,
         task_id: str | None = None,
         data: Mapping[str, Any] | None = None,
         *,
@@ -157,7 +203,7 @@ class Store:
     @staticmethod
     def _event(db: sqlite3.Connection, run_id: str, task_id: str | None, kind: str, data: dict[str, Any]) -> int:
         cur = db.execute("INSERT INTO events(run_id, task_id, ts, kind, data_json) VALUES(?,?,?,?,?)",
-                         (run_id, task_id, time.time(), kind, json.dumps(data, default=str, sort_keys=True)))
+                         (run_id, task_id, time.time(), kind, _clean(json.dumps(data, default=str, sort_keys=True))))
         return int(cur.lastrowid or 0)
 
     # -- reads -------------------------------------------------------------------
@@ -185,7 +231,8 @@ def _insert(db: sqlite3.Connection, table: str, values: Mapping[str, Any], allow
     bad = set(values) - allowed - {"id"}
     assert not bad, f"unknown {table} columns {bad}"
     cols = ", ".join(values)
-    db.execute(f"INSERT INTO {table}({cols}) VALUES({', '.join('?' * len(values))})", tuple(values.values()))
+    db.execute(f"INSERT INTO {table}({cols}) VALUES({', '.join('?' * len(values))})",
+               tuple(_clean(v) for v in values.values()))
 
 
 def _update(db: sqlite3.Connection, table: str, values: Mapping[str, Any], allowed: set[str],
@@ -193,4 +240,9 @@ def _update(db: sqlite3.Connection, table: str, values: Mapping[str, Any], allow
     bad = set(values) - allowed
     assert not bad, f"unknown {table} columns {bad}"
     sets = ", ".join(f"{k}=?" for k in values)
-    db.execute(f"UPDATE {table} SET {sets} WHERE {where}", (*values.values(), *args))
+    db.execute(f"UPDATE {table} SET {sets} WHERE {where}", (*(_clean(v) for v in values.values()), *args))
+
+
+def _clean(value: Any) -> Any:
+    """Every text that reaches a row: secrets masked (this is the one place rows are written)."""
+    return redact(value) if isinstance(value, str) else value

@@ -29,12 +29,14 @@ class ErrorKind(StrEnum):
     TIMEOUT = "timeout"
     CRASH = "crash"
     CANCELLED = "cancelled"
+    NETWORK = "network"  # the CLI could not reach the provider, or the connection broke mid-stream
     UNKNOWN = "unknown"
 
     @property
     def transient(self) -> bool:
         """Worth retrying with back-off (rate limits lower the profile's concurrency too)."""
-        return self in (ErrorKind.RATE_LIMIT, ErrorKind.OVERLOADED, ErrorKind.TIMEOUT, ErrorKind.CRASH)
+        return self in (ErrorKind.RATE_LIMIT, ErrorKind.OVERLOADED, ErrorKind.NETWORK, ErrorKind.TIMEOUT,
+                        ErrorKind.CRASH)
 
 
 class SandboxMode(StrEnum):
@@ -68,6 +70,8 @@ class Profile:
     env_allow: tuple[str, ...] = ()
     concurrency: int | None = None
     timeout: float | None = None
+    # Seconds without new output after which a CLI counts as stuck and is stopped (None: never).
+    stall: float | None = 300.0
     max_turns: int | None = None
     max_cost: float | None = None
     command: str | None = None  # the `shell` adapter's command template
@@ -106,6 +110,10 @@ class AgentResult:
     error_kind: ErrorKind | None = None
     error_message: str = ""
     duration: float = 0.0
+    # Seconds the provider asked to wait before the next try (a retry-after hint the CLI printed).
+    retry_after: float | None = None
+    binary: str | None = None  # the CLI that ran (its path)
+    version: str | None = None  # what `<binary> --version` said
 
 
 class Agent(Protocol):

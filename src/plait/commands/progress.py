@@ -12,6 +12,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from plait.text import printable
+
 QUIET = {"task.workspace", "task.attempt_done", "run.created"}
 
 
@@ -64,7 +66,7 @@ class LiveProgress(PlainProgress):
         for col in ("task", "step", "time"):
             table.add_column(col)
         for tid, (since, step) in sorted(self.running.items()):
-            table.add_row(tid, step, f"{time.monotonic() - since:.0f}s")
+            table.add_row(Text(printable(tid)), step, f"{time.monotonic() - since:.0f}s")
         summary = (f"{self.done}/{self.total} done, {self.failed} failed, {len(self.running)} running, "
                    f"{time.monotonic() - self.start:.0f}s elapsed")
         return Group(Text(summary, style="bold"), table)
@@ -73,7 +75,25 @@ class LiveProgress(PlainProgress):
         self.live.stop()
 
 
+# What stopped an attempt, in words, by the error kind a `limits.backoff` or `task.retry` event carries.
+CAUSES = {
+    "rate_limit": "rate limited", "overloaded": "provider overloaded", "timeout": "timed out",
+    "stalled": "stalled (no output)", "crash": "agent crashed", "network": "network error", "quota": "quota spent",
+}
+
+
+def cause(data: Mapping[str, Any]) -> str | None:
+    kind = data.get("reason") or data.get("error_kind") or data.get("kind")
+    return CAUSES.get(str(kind), str(kind).replace("_", " ")) if kind else None
+
+
 def describe(kind: str, task: str | None, data: Mapping[str, Any]) -> str:
+    """One line for an event. Everything in it that agents or commands produced (errors, file names,
+    commands, output) is made printable: nothing they print can drive the user's terminal."""
+    return printable(_describe(kind, task, data))
+
+
+def _describe(kind: str, task: str | None, data: Mapping[str, Any]) -> str:
     who = f"{task}: " if task else ""
     if kind == "task.started":
         return f"{who}started (attempt {data.get('attempt')}, agent {data.get('profile')})"
@@ -83,7 +103,8 @@ def describe(kind: str, task: str | None, data: Mapping[str, Any]) -> str:
         blocks = data.get("blocks") or []
         return f"{who}FAILED: {data.get('error')}" + (f" (blocks {', '.join(blocks)})" if blocks else "")
     if kind == "task.retry":
-        return f"{who}retrying in {data.get('delay'):.1f}s: {data.get('error')}"
+        why = cause(data)
+        return f"{who}{why + '; ' if why else ''}retrying in {data.get('delay') or 0:.1f}s: {data.get('error')}"
     if kind == "task.conflict":
         return f"{who}CONFLICT with {data.get('with')} in {', '.join(data.get('files', []))}"
     if kind == "task.agent_done":
@@ -102,8 +123,10 @@ def describe(kind: str, task: str | None, data: Mapping[str, Any]) -> str:
     if kind == "task.verified":
         return f"{who}verify {'passed' if data.get('ok') else 'FAILED'} ({data.get('seconds', 0):.1f}s)"
     if kind == "limits.backoff":
-        return f"{who}rate limited: {data.get('profile')} concurrency now {data.get('concurrency')}"
+        return f"{who}{cause(data) or 'backing off'}: {data.get('profile')} concurrency now {data.get('concurrency')}"
     if kind == "integration.verified":
+        if not data.get("command"):
+            return "no integration test"
         return f"integration test {'passed' if data.get('ok') else 'FAILED'}: {data.get('command')}"
     if kind == "integration.conflict":
         return f"integration CONFLICT: {data.get('conflict')}"

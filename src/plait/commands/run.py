@@ -11,11 +11,13 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from plait import api, report
 from plait.commands.progress import LiveProgress, PlainProgress
 from plait.plan.model import format_duration as fd
 from plait.run.engine import RunOptions
+from plait.text import printable
 
 
 @contextmanager
@@ -89,13 +91,15 @@ def finish(repo: api.Repo, run_id: str, status: str, console: Console) -> int:
     metrics = api.final_metrics(repo, run_id)
     run_dir = repo.root / ".plait" / "runs" / run_id
     style = "green" if status == "completed" else "red"
-    console.print(f"\nrun [bold]{run_id}[/] [{style}]{status}[/]")
+    label = " (rehearsal: scripted model server, no tokens spent)" if metrics.rehearsal else ""
+    console.print(f"\nrun [bold]{run_id}[/] [{style}]{status}[/]{label}")
     for line in report.lines(metrics):
-        console.print(f"  {line}")
-    console.print(f"  evidence: {run_dir / 'tasks'}")
+        console.print(f"  {line}", markup=False)
+    # Paths stay whole on one line, to be copied.
+    console.print(f"  evidence: {run_dir / 'tasks'}", markup=False, soft_wrap=True)
     if (run_dir / "INTEGRATION-REPORT.md").exists():
-        console.print(f"  integration report: {run_dir / 'INTEGRATION-REPORT.md'}")
-    console.print(f"  report: {run_dir / 'REPORT.md'}")
+        console.print(f"  integration report: {run_dir / 'INTEGRATION-REPORT.md'}", markup=False, soft_wrap=True)
+    console.print(f"  report: {run_dir / 'REPORT.md'}", markup=False, soft_wrap=True)
     if status != "completed":
         console.print(f"  continue with: plait resume {run_id}" if status != "cancelled" else "")
     return 0 if status == "completed" else 1
@@ -110,8 +114,11 @@ def status(run_id: str | None, as_json: bool, console: Console) -> None:
 
 
 def render_status(doc: dict[str, Any], console: Console) -> None:
+    """The status table. Errors, incidents and paths come from agents and commands: shown as plain text
+    (no markup), with control characters made visible."""
     c = doc["counts"]
-    console.print(f"run [bold]{doc['run_id']}[/] {doc['status']} — {doc['phase']}; "
+    label = " (rehearsal)" if doc.get("rehearsal") or doc.get("metrics", {}).get("rehearsal") else ""
+    console.print(f"run [bold]{doc['run_id']}[/] {doc['status']}{label} — {doc['phase']}; "
                   f"{c['done']} done, {c['running'] + c['retrying']} running, {c['pending']} pending, "
                   f"{c['failed']} failed, {c['blocked']} blocked")
     table = Table()
@@ -126,6 +133,6 @@ def render_status(doc: dict[str, Any], console: Console) -> None:
         notes += t["incidents"]
         notes += [t["error"]] if t["error"] and t["state"] != "done" else []
         table.add_row(t["id"], t["state"], str(t["level"]), str(t["attempt"]), took, vtext, t["branch"] or "",
-                      "; ".join(notes))
+                      Text(printable("; ".join(str(n) for n in notes))))
     console.print(table)
-    console.print(f"evidence: {doc['evidence']}")
+    console.print(f"evidence: {doc['evidence']}", markup=False)

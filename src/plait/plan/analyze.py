@@ -9,7 +9,7 @@ from typing import Any
 
 from plait import graph
 from plait.plan.model import Plan
-from plait.run.scheduler import Job, lower_bound, simulate, simulate_barriers
+from plait.schedule import Job, lower_bound, simulate, simulate_barriers
 
 # Below this a task is too small to be worth its own agent (coordination overhead, seed 003).
 TINY_TASK_SECONDS = 15 * 60.0

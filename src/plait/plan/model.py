@@ -168,6 +168,8 @@ class Task(_Strict):
     gate: bool = Field(False, description="A checkpoint: dependents wait for it to be verified and reviewed.")
     timeout: Duration | None = None
     script: Script | None = Field(None, description="Edits for the built-in `script` agent.")
+    allow_empty: bool = Field(False, description="The task may change no file (a check-only task); otherwise "
+                              "an attempt that changes nothing fails.")
     allow_deletions: bool = Field(False, description="Let the task delete many files (more than 25, or more "
                                   "than half of its base) or plait's plan and config files.")
 

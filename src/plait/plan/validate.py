@@ -226,6 +226,10 @@ def _risks(plan: Plan, locate: Locate) -> list[Diagnostic]:
         if not t.files:
             out.append(warning(f"task '{t.id}' declares no files, so overlaps and deviations cannot be "
                                "checked", "list the paths or globs it will change under `files:`", where))
+        if plan.agent_for(t) == "script" and t.script is None and not t.allow_empty:
+            out.append(warning(f"task '{t.id}' runs the built-in `script` agent with no `script:`, so it will "
+                               "change nothing and fail", "name an agent profile (`agent:` or `defaults.agent`), "
+                               "give it `script:` edits, or set `allow_empty: true` for a check-only task", where))
         if t.gate and t.id not in needed:
             out.append(warning(f"gate task '{t.id}' has no dependents, so nothing waits for it",
                                "make the tasks that follow it `needs` it, or drop `gate: true`", where))

@@ -9,36 +9,30 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from plait import graph
 from plait.agents.base import ErrorKind
+from plait.clock import Clock, RealClock
 from plait.evidence import TaskRecord
 from plait.git import merge
 from plait.plan.model import Plan
 from plait.run import integrate
 from plait.run.limits import AdaptiveLimits
-from plait.run.scheduler import Job, Scheduler
 from plait.run.task import RunContext, run_attempt
-from plait.state import Store
+from plait.schedule import Job, Scheduler
+from plait.state import EventKind, Store, TaskState
 
-HEARTBEAT_SECONDS = 2.0
+WATCH_SECONDS = 0.5  # how often the watcher looks for `plait cancel` (and writes the heartbeat)
 POLL_SECONDS = 0.25
 MAX_BACKOFF_SECONDS = 60.0
-
-
-class Clock(Protocol):
-    def now(self) -> float: ...
-
-
-class RealClock:
-    def now(self) -> float:
-        return time.monotonic()
+MAX_RETRY_AFTER_SECONDS = 600.0  # a provider's retry-after is honoured up to this
 
 
 @dataclass(frozen=True)
@@ -62,7 +56,10 @@ class Engine:
         self.listener = listener or (lambda kind, task, data: None)
         self.clock = clock or RealClock()
         self.executor = executor or ThreadPoolExecutor(max_workers=options.jobs, thread_name_prefix="plait-task")
-        self.cancel = threading.Event()
+        self.random = random.Random()  # back-off jitter; tests may seed it
+        self.cancel = threading.Event()  # set: running attempts and the integration test stop
+        self._cancel_recorded = False
+        self._finished = threading.Event()
         plan = ctx.plan
         self.plan: Plan = plan
         jobs = [Job(t.id, tuple(t.needs), t.seconds, plan.agent_for(t, ctx.profiles)) for t in plan.tasks]
@@ -79,12 +76,13 @@ class Engine:
         self.stopped_for_budget = False
 
     # -- events ------------------------------------------------------------------------
-    def emit(self, kind: str, task_id: str | None = None, data: Mapping[str, Any] | None = None, **state: Any) -> None:
+    def emit(self, kind: EventKind, task_id: str | None = None, data: Mapping[str, Any] | None = None,
+             **state: Any) -> None:
         self.store.emit(self.run_id, kind, task_id, data, **state)
         self.listener(kind, task_id, data or {})
 
     def _task_emitter(self, task_id: str) -> Callable[..., Any]:
-        def emit(kind: str, data: Mapping[str, Any], **state: Any) -> None:
+        def emit(kind: EventKind, data: Mapping[str, Any], **state: Any) -> None:
             self.emit(kind, task_id, data, **state)
         return emit
 
@@ -96,27 +94,47 @@ class Engine:
             tid = row["task_id"]
             self.attempts[tid] = row["attempt"] or 0
             branch_sha = self.ctx.git.rev_parse(f"refs/heads/{self.ctx.paths.branch(tid)}")
-            if row["state"] == "done" and row["commit_sha"] and branch_sha == row["commit_sha"]:
+            if row["state"] == TaskState.DONE and row["commit_sha"] and branch_sha == row["commit_sha"]:
                 self.sched.mark_done(tid)
                 self.commits[tid] = row["commit_sha"]
                 ctx_file = self.ctx.paths.task_dir(tid) / "context.json"
                 if ctx_file.exists():
                     self.contexts[tid] = json.loads(ctx_file.read_text())
                 self.radar_head = self._radar_merge(tid, row["commit_sha"], report=False) or self.radar_head
-            elif row["state"] != "pending":
-                self.emit("task.reset", tid, {"was": row["state"]}, task={"state": "pending", "error": None})
+            elif row["state"] != TaskState.PENDING:
+                self.emit(EventKind.TASK_RESET, tid, {"was": row["state"]},
+                          task={"state": TaskState.PENDING, "error": None})
 
     # -- main loop ---------------------------------------------------------------------
     def execute(self) -> str:
-        self.emit("run.started", None, {"pid": os.getpid(), "jobs": self.options.jobs},
+        self.emit(EventKind.RUN_STARTED, None, {"pid": os.getpid(), "jobs": self.options.jobs},
                   run={"status": "running", "pid": os.getpid(), "started_at": time.time()})
         running: dict[Future[TaskRecord], str] = {}
-        last_beat = 0.0
+        watcher = threading.Thread(target=self._watch, name="plait-watch", daemon=True)
+        watcher.start()
+        try:
+            return self._run_loop(running)
+        finally:
+            self._finished.set()
+            watcher.join()
+
+    def _watch(self) -> None:
+        """For the run's whole life (integration included): notice `plait cancel` (it writes the run's
+        status) and stop running work at once, and keep the heartbeat shown by `plait status`.
+        Its own connection: the store's is the engine thread's."""
+        store = Store(self.store.path)
+        try:
+            while not self._finished.wait(WATCH_SECONDS):
+                store.heartbeat(self.run_id)
+                row = store.run(self.run_id)
+                if row and row["status"] == "cancelling":
+                    self.cancel.set()
+        finally:
+            store.close()
+
+    def _run_loop(self, running: dict[Future[TaskRecord], str]) -> str:
         try:
             while True:
-                if time.monotonic() - last_beat > HEARTBEAT_SECONDS:
-                    self.store.heartbeat(self.run_id)
-                    last_beat = time.monotonic()
                 self._check_cancel()
                 if not self.cancel.is_set() and not self.stopped_for_budget:
                     self.sched.profile_limits = dict(self.limits.current)
@@ -126,7 +144,7 @@ class Engine:
                     wake = self.sched.next_wakeup()
                     if wake is None or self.cancel.is_set() or self.stopped_for_budget:
                         break
-                    time.sleep(max(0.0, min(POLL_SECONDS * 4, wake - self.clock.now())))
+                    self.clock.sleep(max(0.0, min(POLL_SECONDS * 4, wake - self.clock.now())))
                     continue
                 finished, _ = wait(running, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
                 for fut in finished:
@@ -148,9 +166,10 @@ class Engine:
         self.tries[tid] = self.tries.get(tid, 0) + 1
         now = time.time()
         resume = self.resumable.pop(tid, None)
-        self.emit("task.started", tid, {"attempt": attempt, "profile": self.plan.agent_for(task, self.ctx.profiles),
-                                        "resume_session": resume[0] if resume else None},
-                  task={"state": "running", "attempt": attempt, "started_at": now, "finished_at": None,
+        self.emit(EventKind.TASK_STARTED, tid, {"attempt": attempt,
+                                                "profile": self.plan.agent_for(task, self.ctx.profiles),
+                                                "resume_session": resume[0] if resume else None},
+                  task={"state": TaskState.RUNNING, "attempt": attempt, "started_at": now, "finished_at": None,
                         "error": None, "branch": self.ctx.paths.branch(tid)},
                   attempt={"attempt": attempt, "started_at": now, "outcome": "running"})
         deps = {d: self.commits[d] for d in task.needs}
@@ -161,65 +180,76 @@ class Engine:
     def _finish(self, tid: str, fut: Future[TaskRecord]) -> None:
         try:
             rec = fut.result()
-        except Exception as exc:
-            self._fail(tid, f"internal error: {exc!r}", "crash")
+        except Exception as exc:  # run_attempt maps every stage's exception; this is the last guard
+            self._fail(tid, f"internal error: {exc!r}", TaskState.FAILED)
             return
         now = time.time()
-        profile = rec.agent.get("profile", "")
-        kind = rec.agent.get("error_kind")
-        if kind in (ErrorKind.RATE_LIMIT.value, ErrorKind.OVERLOADED.value):
-            limit = self.limits.throttled(profile)
-            self.emit("limits.backoff", tid, {"profile": profile, "concurrency": limit, "reason": kind})
+        throttled = rec.error_kind in (ErrorKind.RATE_LIMIT, ErrorKind.OVERLOADED)
+        if throttled:
+            limit = self.limits.throttled(rec.profile)
+            self.emit(EventKind.LIMITS_BACKOFF, tid, {"profile": rec.profile, "concurrency": limit,
+                                                      "reason": str(rec.error_kind)})
         elif rec.ok:
-            before = self.limits.current.get(profile)
-            if self.limits.succeeded(profile) != before:
-                self.emit("limits.increase", tid, {"profile": profile, "concurrency": self.limits.current[profile]})
-        self.spent += rec.agent.get("cost_usd") or 0.0
-        outcome = "verified" if rec.ok else ("retry" if rec.transient else "failed")
-        self.emit("task.attempt_done", tid, {"attempt": rec.attempt, "outcome": outcome, "error": rec.error},
-                  attempt={"attempt": rec.attempt, "finished_at": now, "outcome": outcome, "error": rec.error})
+            before = self.limits.current.get(rec.profile)
+            if self.limits.succeeded(rec.profile) != before:
+                self.emit(EventKind.LIMITS_INCREASE, tid, {"profile": rec.profile,
+                                                           "concurrency": self.limits.current[rec.profile]})
+        self.spent += rec.cost_usd or 0.0
+        retry = (not rec.ok and rec.transient and not self.cancel.is_set()
+                 and self.tries.get(tid, 0) <= self.plan.defaults.retries)
+        outcome = "verified" if rec.ok else "retry" if retry else "failed"  # the last failure is "failed"
+        self.emit(EventKind.TASK_ATTEMPT_DONE, tid, {"attempt": rec.attempt, "outcome": outcome, "error": rec.error},
+                  attempt={"attempt": rec.attempt, "finished_at": now, "outcome": outcome, "error": rec.error,
+                           "error_kind": rec.error_kind})
         if rec.ok and rec.commit_sha:
             self.sched.mark_done(tid)
             self.commits[tid] = rec.commit_sha
             ctx_file = self.ctx.paths.task_dir(tid) / "context.json"
             self.contexts[tid] = json.loads(ctx_file.read_text()) if ctx_file.exists() else {}
-            self.emit("task.done", tid, {"commit": rec.commit_sha, "files": rec.files_changed},
-                      task={"state": "done", "commit_sha": rec.commit_sha, "finished_at": now})
+            self.emit(EventKind.TASK_DONE, tid, {"commit": rec.commit_sha, "files": rec.files_changed},
+                      task={"state": TaskState.DONE, "commit_sha": rec.commit_sha, "finished_at": now})
             self.radar_head = self._radar_merge(tid, rec.commit_sha) or self.radar_head
-        elif rec.transient and not self.cancel.is_set() and self.tries.get(tid, 0) <= self.plan.defaults.retries:
-            session = rec.agent.get("session_id")
-            if session and kind in (ErrorKind.RATE_LIMIT.value, ErrorKind.OVERLOADED.value):
-                self.resumable[tid] = (session, rec.base_sha)
-            delay = min(MAX_BACKOFF_SECONDS, self.options.retry_base_seconds * 2 ** (self.tries[tid] - 1))
+        elif retry:
+            if rec.session_id and throttled:
+                self.resumable[tid] = (rec.session_id, rec.base_sha)
+            delay = self.backoff(self.tries[tid], rec.retry_after)
             self.sched.retry(tid, self.clock.now() + delay)
-            self.emit("task.retry", tid, {"attempt": rec.attempt, "delay": delay, "error": rec.error},
-                      task={"state": "retrying", "error": rec.error})
+            self.emit(EventKind.TASK_RETRY, tid, {"attempt": rec.attempt, "delay": delay, "error": rec.error,
+                                                  "kind": rec.error_kind, "retry_after": rec.retry_after},
+                      task={"state": TaskState.RETRYING, "error": rec.error})
         else:
-            self._fail(tid, rec.error, "cancelled" if self.cancel.is_set() else "failed")
+            self._fail(tid, rec.error, TaskState.CANCELLED if self.cancel.is_set() else TaskState.FAILED)
         self._check_budget()
 
-    def _fail(self, tid: str, error: str, state: str) -> None:
+    def backoff(self, tries: int, retry_after: float | None) -> float:
+        """Exponential back-off with full jitter (so throttled agents do not all come back at once), and
+        never sooner than the provider's retry-after."""
+        ceiling = min(MAX_BACKOFF_SECONDS, self.options.retry_base_seconds * 2 ** (tries - 1))
+        delay = self.random.uniform(ceiling / 2, ceiling)
+        return round(max(delay, min(retry_after or 0.0, MAX_RETRY_AFTER_SECONDS)), 3)
+
+    def _fail(self, tid: str, error: str, state: TaskState) -> None:
         blocked = self.sched.fail(tid)
-        self.emit("task.failed", tid, {"error": error, "blocks": blocked},
+        self.emit(EventKind.TASK_FAILED, tid, {"error": error, "blocks": blocked},
                   task={"state": state, "error": error, "finished_at": time.time()})
         for b in blocked:
-            self.emit("task.blocked", b, {"by": tid}, task={"state": "blocked", "error": f"needs {tid}, which failed"})
+            self.emit(EventKind.TASK_BLOCKED, b, {"by": tid},
+                      task={"state": TaskState.BLOCKED, "error": f"needs {tid}, which failed"})
 
     def _check_cancel(self) -> None:
-        if self.cancel.is_set():
-            return
-        row = self.store.run(self.run_id)
-        if row and row["status"] == "cancelling":
+        if self.cancel.is_set() and not self._cancel_recorded:
             self.request_cancel("plait cancel")
 
     def request_cancel(self, why: str) -> None:
-        if self.cancel.is_set():
-            return
+        """Stop the run: running work stops (it watches `cancel`), nothing new starts."""
         self.cancel.set()
+        if self._cancel_recorded:
+            return
+        self._cancel_recorded = True
         left = self.sched.stop_new()
-        self.emit("run.cancelling", None, {"why": why, "not_started": left}, run={"status": "cancelling"})
+        self.emit(EventKind.RUN_CANCELLING, None, {"why": why, "not_started": left}, run={"status": "cancelling"})
         for tid in left:
-            self.emit("task.cancelled", tid, {}, task={"state": "cancelled"})
+            self.emit(EventKind.TASK_CANCELLED, tid, {}, task={"state": TaskState.CANCELLED})
 
     def _check_budget(self) -> None:
         limit = self.options.max_cost
@@ -227,10 +257,10 @@ class Engine:
             return
         self.stopped_for_budget = True
         left = self.sched.stop_new()
-        self.emit("run.budget_spent", None, {"spent": self.spent, "max_cost": limit, "not_started": left})
+        self.emit(EventKind.RUN_BUDGET_SPENT, None, {"spent": self.spent, "max_cost": limit, "not_started": left})
         for tid in left:
-            self.emit("task.cancelled", tid, {"why": "budget"}, task={"state": "cancelled",
-                                                                      "error": f"--max-cost {limit} spent"})
+            self.emit(EventKind.TASK_CANCELLED, tid, {"why": "budget"},
+                      task={"state": TaskState.CANCELLED, "error": f"--max-cost {limit} spent"})
 
     # -- conflict radar ------------------------------------------------------------------
     def _radar_merge(self, tid: str, commit: str, report: bool = True) -> str | None:
@@ -245,7 +275,7 @@ class Engine:
             # No single task clashes: only the combination of earlier work does.
             found = found or [{"with": "the merge of the tasks finished before it", "files": list(outcome.conflicts)}]
             for i, data in enumerate(found, start=1):
-                self.emit("task.conflict", tid, data, task={"conflicts_json": json.dumps(found[:i])})
+                self.emit(EventKind.TASK_CONFLICT, tid, data, task={"conflicts_json": json.dumps(found[:i])})
         return None
 
     # -- end of the run -----------------------------------------------------------------
@@ -257,7 +287,7 @@ class Engine:
             status = "failed"
         else:
             order = graph.topological_order({t.id: list(t.needs) for t in self.plan.tasks})
-            result = integrate.integrate(self.ctx, self.commits, order, self.options.deliver, self.emit)
-            status = "completed" if result.ok else "failed"
-        self.emit("run.finished", None, {"status": status}, run={"status": status, "finished_at": time.time()})
+            result = integrate.integrate(self.ctx, self.commits, order, self.options.deliver, self.emit, self.cancel)
+            status = "cancelled" if self.cancel.is_set() else "completed" if result.ok else "failed"
+        self.emit(EventKind.RUN_FINISHED, None, {"status": status}, run={"status": status, "finished_at": time.time()})
         return status

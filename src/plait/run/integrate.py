@@ -12,7 +12,9 @@ from typing import Any
 
 from plait.evidence import VerifyResult
 from plait.git import merge, stack, workspace
+from plait.redact import redact_files, write_text
 from plait.run.task import RunContext, confinement, run_verify, verify_environment, workspace_env
+from plait.state import EventKind
 
 Emit = Callable[..., Any]
 
@@ -28,16 +30,17 @@ class IntegrationResult:
 
 
 def integrate(ctx: RunContext, commits: Mapping[str, str], order: list[str], deliver: str,
-              emit: Emit) -> IntegrationResult:
+              emit: Emit, cancel: threading.Event) -> IntegrationResult:
+    """Merge, test and deliver. Setting `cancel` stops the integration test; nothing is delivered then."""
     git, paths, plan = ctx.git, ctx.paths, ctx.plan
     branch = f"plait/{paths.run_id}/integration"
     heads = [(paths.branch(t), commits[t]) for t in order]
-    emit("integration.started", None, {"branch": branch, "order": order})
+    emit(EventKind.INTEGRATION_STARTED, None, {"branch": branch, "order": order})
     merged = merge.merge_commits(git, ctx.base_sha, heads, f"[plait {paths.run_id}] integrate")
     result = IntegrationResult(ok=False)
     if merged.conflict is not None:
         result.conflict = str(merged.conflict)
-        emit("integration.conflict", None, {"conflict": result.conflict})
+        emit(EventKind.INTEGRATION_CONFLICT, None, {"conflict": result.conflict})
     else:
         result.commit = merged.commit
         result.merged = list(order)
@@ -50,16 +53,17 @@ def integrate(ctx: RunContext, commits: Mapping[str, str], order: list[str], del
         # The full test suite runs the agents' code: confined like them (the plan's default profile).
         confine = confinement(ctx, ctx.profiles.get(plan.defaults.agent), ws, agent=False)
         result.verify = run_verify(plan.integration.verify, ws.tree, log_dir, plan.defaults.timeout,
-                                   threading.Event(), workspace_env(ctx.verify_env or verify_environment(), ws,
+                                   cancel, workspace_env(ctx.verify_env or verify_environment(), ws,
                                                                     home=False), confine)
         if result.verify.ok:
             workspace.remove(paths.integration_folder)
-        emit("integration.verified", None, {"command": result.verify.command, "ok": result.verify.ok,
+        emit(EventKind.INTEGRATION_VERIFIED, None, {"command": result.verify.command, "ok": result.verify.ok,
                                             "exit_code": result.verify.exit_code, "seconds": result.verify.seconds})
-        result.ok = result.verify.ok
+        redact_files(log_dir)
+        result.ok = result.verify.ok and not cancel.is_set()
         if result.ok:
             result.delivered = deliver_branches(ctx, commits, order, deliver, branch, merged.commit)
-            emit("delivered", None, {"mode": deliver, "branches": result.delivered})
+            emit(EventKind.DELIVERED, None, {"mode": deliver, "branches": result.delivered})
     write_report(ctx, result, commits, order, deliver)
     return result
 
@@ -102,7 +106,7 @@ def write_report(ctx: RunContext, result: IntegrationResult, commits: Mapping[st
                      f"{', '.join(res.get('deviations', [])) or '—'} | {ctxdoc.get('context_summary', '')[:120]} |")
     if result.delivered:
         lines += ["", f"## Delivered ({deliver})", ""] + [f"- `{b}` at `{s[:12]}`" for b, s in result.delivered.items()]
-    (paths.run_dir / "INTEGRATION-REPORT.md").write_text("\n".join(lines) + "\n")
+    write_text(paths.run_dir / "INTEGRATION-REPORT.md", "\n".join(lines) + "\n")
 
 
 def _load(path: Path) -> dict[str, Any]:
