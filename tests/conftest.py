@@ -19,6 +19,7 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     monkeypatch.setenv("GIT_AUTHOR_EMAIL", "test@example.invalid")
     monkeypatch.setenv("GIT_COMMITTER_NAME", "Test")
     monkeypatch.setenv("GIT_COMMITTER_EMAIL", "test@example.invalid")
+    monkeypatch.setenv("PLAIT_AGENT_CACHE", os.environ.get("PLAIT_AGENT_CACHE") or str(REPO_ROOT / ".cache" / "agents"))
 
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

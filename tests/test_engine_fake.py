@@ -130,3 +130,22 @@ def test_a_non_transient_failure_is_not_retried(tmp_path: Path) -> None:
     doc = api.status(run_id, cwd=repo.root)
     assert doc["counts"]["failed"] == 1 and doc["counts"]["blocked"] == 1
     assert doc["metrics"]["failed"] == ["a"] and doc["metrics"]["blocked"] == ["b"]
+
+
+def test_huge_and_hostile_agent_text_is_bounded_and_made_printable_in_evidence_and_database(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from runfixtures import common_dir
+
+    noisy = "\x1b]52;c;ZXZpbA==\x07\x1b[2J\x00" + "y" * 3_000_000  # a clipboard write, a screen clear, NUL
+    outcome = edits({"a.txt": "a"})
+    fake = FakeAgent({"a": [replace(outcome, result=replace(outcome.result, summary=noisy))]})
+    status, run_id, repo = run(tmp_path, [task("a")], fake)
+    assert status == "completed"
+    folder = repo.root / ".plait" / "runs" / run_id / "tasks" / "a"
+    for name in ("EVIDENCE.md", "results.json", "context.json"):
+        data = (folder / name).read_bytes()
+        assert len(data) < 50_000, name
+        assert not any(c in data for c in (b"\x1b", b"\x07", b"\x00")), name
+        assert name == "context.json" or "characters cut" in data.decode(), name  # its summary is shorter still
+    assert (common_dir(repo.root) / "plait" / "state.db").stat().st_size < 2_000_000

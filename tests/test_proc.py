@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 import time
@@ -59,3 +60,29 @@ def test_output_to_one_log_file(tmp_path: Path) -> None:
     done = proc.run("echo out; echo err >&2; exit 3", shell=True, stdout_path=log, stderr_path=log)
     assert done.returncode == 3 and not done.ok
     assert log.read_text().split() == ["out", "err"]
+
+
+def test_a_child_that_prints_then_hangs_is_stopped_as_stalled(tmp_path: Path) -> None:
+    # The outer timeout only bounds the test: the stall, not the clock, must end the run.
+    script = "import time; print('Reconnecting... 1/5 (connection refused)', flush=True); time.sleep(120)"
+    done = proc.run([sys.executable, "-c", script], timeout=120, stall=0.5,
+                    stdout_path=tmp_path / "out", stderr_path=tmp_path / "err")
+    assert done.stalled and not done.timed_out and not done.ok
+    assert "Reconnecting" in done.stdout
+
+
+def test_a_child_that_keeps_printing_is_not_stalled(tmp_path: Path) -> None:
+    script = "import time\nfor i in range(20):\n    print(i, flush=True)\n    time.sleep(0.05)\n"
+    done = proc.run([sys.executable, "-c", script], timeout=120, stall=5,
+                    stdout_path=tmp_path / "out", stderr_path=tmp_path / "err")
+    assert done.ok and not done.stalled and done.stdout.split()[-1] == "19"
+
+
+def test_retry_notices_alone_are_not_progress(tmp_path: Path) -> None:
+    # Codex pointed at a dead server prints "Reconnecting..." at growing intervals until stopped.
+    script = ("import sys, time\nfor i in range(600):\n"
+              "    print('{\"type\":\"error\",\"message\":\"Reconnecting... %d\"}' % i, flush=True)\n"
+              "    time.sleep(0.05)\n")
+    done = proc.run([sys.executable, "-c", script], timeout=120, stall=1.0, quiet=re.compile(rb"Reconnecting\.\.\."),
+                    stdout_path=tmp_path / "out", stderr_path=tmp_path / "out")
+    assert done.stalled and "Reconnecting" in done.stdout

@@ -152,6 +152,8 @@ def _evidence_md(record: TaskRecord, task: Task, summary: str) -> str:
         "",
         f"- Branch: `{record.branch}` at `{record.commit_sha or '(no commit)'}`, based on `{record.base_sha[:12]}`",
         f"- Agent: `{record.agent.get('profile')}` — {record.agent.get('summary') or 'no summary'}",
+        f"- Ran: `{record.agent.get('binary') or record.agent.get('adapter')}`"
+        + (f" ({record.agent['version']})" if record.agent.get("version") else ""),
         f"- Time: {record.finished_at - record.started_at:.1f}s",
         _usage_line(record.agent, record.rehearsal),
         "",

@@ -2,7 +2,8 @@
 
 Every child runs in its own process group so a timeout or a cancel can stop the whole tree:
 SIGINT, then SIGTERM, then SIGKILL, each step logged. Output goes to files when asked, so an
-agent that prints megabytes never fills a pipe or our memory.
+agent that prints megabytes never fills a pipe or our memory; a child whose output files stop
+growing for `stall` seconds is stopped the same way (it is stuck, e.g. reconnecting for ever).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -35,10 +37,11 @@ class Completed:
     stderr: str
     duration: float
     timed_out: bool = False
+    stalled: bool = False  # stopped because its output files stopped growing (see `run`'s `stall`)
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0 and not self.timed_out
+        return self.returncode == 0 and not self.timed_out and not self.stalled
 
 
 def stop_group(proc: subprocess.Popen[bytes], grace: Sequence[float] = STOP_GRACE_SECONDS) -> int:
@@ -75,6 +78,8 @@ def run(
     stderr_path: Path | None = None,
     cancel: threading.Event | None = None,
     confine: sandbox.Confinement | None = None,
+    stall: float | None = None,
+    quiet: re.Pattern[bytes] | None = None,
 ) -> Completed:
     """Run a child to completion (or timeout) in its own process group.
 
@@ -87,6 +92,10 @@ def run(
     runs the command confined and ends every process it started when it ends, also if plait
     dies: that is what the "lifeline" pipe is for, whose write end only we hold until the child
     has ended. Exit codes, signals and stops are as without it.
+
+    With `stall` (seconds) and output going to files, a child whose files have not grown for that
+    long is stopped like a timeout and the result says `stalled`. Lines matching `quiet` (a CLI's
+    "Reconnecting..." notices) do not count as growth: a child that only retries is stuck too.
     """
     if shell:
         assert isinstance(argv, str), "shell commands are strings"
@@ -128,12 +137,14 @@ def run(
                 f.close()
         _close(lifeline)
         raise
-    timed_out = False
+    timed_out = stalled = False
     deadline = start + timeout if timeout is not None else None
+    watch = _Growth((stdout_path, stderr_path), quiet) if stall is not None and (stdout_path or stderr_path) else None
+    grown_at = start
     try:
         while True:
-            # Short slices so a cancel is noticed; retrying communicate() loses no output.
-            wait = None if cancel is None else 0.2
+            # Short slices so a cancel or a stall is noticed; retrying communicate() loses no output.
+            wait = None if cancel is None and watch is None else 0.2
             if deadline is not None:
                 left = max(0.0, deadline - time.monotonic())
                 wait = left if wait is None else min(wait, left)
@@ -142,9 +153,15 @@ def run(
                 break
             except subprocess.TimeoutExpired:
                 data = None
-                if deadline is not None and time.monotonic() >= deadline:
+                now = time.monotonic()
+                if watch is not None and watch.grew():
+                    grown_at = now
+                if deadline is not None and now >= deadline:
                     timed_out = True
                     log.warning("%s timed out after %ss", shown[0], timeout)
+                elif stall is not None and watch is not None and now - grown_at >= stall:
+                    stalled = True
+                    log.warning("%s stalled: its output did not grow for %ss", shown[0], stall)
                 elif cancel is None or not cancel.is_set():
                     continue
                 stop_group(proc)
@@ -162,7 +179,40 @@ def run(
     stdout = tail(stdout_path) if stdout_path else (out or b"").decode(errors="replace")
     stderr = "" if same else tail(stderr_path) if stderr_path else (err or b"").decode(errors="replace")
     rc = proc.returncode if proc.returncode is not None else -1
-    return Completed(shown, rc, stdout, stderr, duration, timed_out)
+    return Completed(shown, rc, stdout, stderr, duration, timed_out, stalled)
+
+
+class _Growth:
+    """Whether a child's output files grew since the last look, by anything but `quiet` lines."""
+
+    _CHUNK = 1 << 16
+
+    def __init__(self, paths: Sequence[Path | None], quiet: re.Pattern[bytes] | None) -> None:
+        self.offsets = {path: 0 for path in paths if path is not None}
+        self.quiet = quiet
+
+    def grew(self) -> bool:
+        grew = False
+        for path, seen in self.offsets.items():
+            try:
+                size = path.stat().st_size
+            except OSError:
+                continue
+            if size <= seen:
+                self.offsets[path] = size
+                continue
+            if self.quiet is None or size - seen > self._CHUNK:
+                self.offsets[path], grew = size, True
+                continue
+            with open(path, "rb") as f:
+                f.seek(seen)
+                chunk = f.read(size - seen)
+            end = chunk.rfind(b"\n")
+            if end < 0:
+                continue  # an unfinished line is judged when it ends
+            self.offsets[path] = seen + end + 1
+            grew = grew or any(line.strip() and not self.quiet.search(line) for line in chunk[:end].splitlines())
+        return grew
 
 
 def _close(fds: tuple[int, int] | None) -> None:

@@ -49,7 +49,7 @@ SAFE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "LC_
 BUILTIN_ADAPTERS = tuple(ADAPTER_ENV)
 
 _KEYS = {"adapter", "model", "args", "permission", "env", "concurrency", "timeout", "max_turns", "max_cost",
-         "command", "binary", "sandbox"}
+         "command", "binary", "sandbox", "stall"}
 
 
 def builtin_profiles() -> dict[str, Profile]:
@@ -154,6 +154,8 @@ def _apply(profile: Profile, key: str, value: Any) -> Profile:
             raise ValueError(f"{value!r} is not a permission level") from None
     if key == "timeout":
         return replace(profile, timeout=parse_duration(value))
+    if key == "stall":  # a duration; 0 turns the stall detector off
+        return replace(profile, stall=parse_duration(value) or None)
     if key == "sandbox":
         try:
             return replace(profile, sandbox=SandboxMode(value))

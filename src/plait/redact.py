@@ -19,7 +19,7 @@ from pathlib import Path
 
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE)",
                           re.I)
-_URL_CREDENTIALS = re.compile(r"([a-z][a-z0-9+.-]*://[^/\s:@'\"]+:)([^/\s@'\"]+)(@)", re.I)
+_URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]{0,31}://[^/\s:@'\"]{1,256}:)([^/\s@'\"]{1,256})(@)", re.I)
 MASK = "***"
 MIN_LENGTH = 6  # shorter values ("1", "true", "dev") would mask ordinary words
 

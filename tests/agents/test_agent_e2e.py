@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from agentkit import REAL_CLIS, make_worktree, run_cli, server_env
 
-from plait.agents.base import AgentRequest, ErrorKind, Profile
+from plait.agents.base import AgentRequest, ErrorKind, Permission, Profile
 from plait.agents.registry import make_agent
 from plait.testing import ModelServer, Scenario, agent_bin, edit, fail, hang, run, text, write
 
@@ -28,6 +30,7 @@ def test_cli_writes_the_scripted_file(cli: str, tmp_path: Path, require_cli: Nee
     assert (outcome.worktree / "src" / "greeting.txt").read_text() == "hello, plait\n"
     assert result.tokens.input > 0 and result.error_kind is None and result.exit_code == 0
     assert requests and all(r.status == 200 for r in requests)
+    assert result.binary == str(require_cli(cli)) and result.version and any(c.isdigit() for c in result.version)
     if cli != "codex":  # Codex writes through its shell tool: no file event to read
         assert result.files_changed == ("src/greeting.txt",)
     if cli != "aider":  # Aider has no sessions
@@ -96,3 +99,72 @@ def test_cancel_stops_the_cli(tmp_path: Path, require_cli: Need) -> None:
         result = make_agent(profile).run(request)
         timer.join()
     assert result.error_kind is ErrorKind.CANCELLED and result.duration < 15
+
+
+@pytest.fixture
+def dead_url() -> Iterator[str]:
+    """A loopback address where nothing listens: a bound socket that never accepts refuses connections."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def _dead_request(cli: str, tmp_path: Path, url: str, stall: float | None = None) -> AgentRequest:
+    profile = Profile(name=cli, adapter=cli, binary=str(agent_bin(cli)), stall=stall)
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "LANG": "C.UTF-8", "ANTHROPIC_BASE_URL": url,
+           "ANTHROPIC_API_KEY": "key", "OPENAI_BASE_URL": f"{url}/v1", "OPENAI_API_KEY": "key"}
+    return AgentRequest("t1", "go", make_worktree(tmp_path), tmp_path / "logs" / "attempt-1", profile, 300, env)
+
+
+def test_codex_reconnecting_to_a_dead_server_stalls_with_the_cause(tmp_path: Path, require_cli: Need,
+                                                                   dead_url: str) -> None:
+    # Codex retries a refused connection for ever ("Reconnecting... waiting for network"), printing a
+    # notice now and then: those notices are not progress, so the stall detector stops it.
+    require_cli("codex")
+    result = make_agent(Profile(name="codex", adapter="codex")).run(_dead_request("codex", tmp_path, dead_url, 5))
+    assert not result.ok and result.error_kind is ErrorKind.NETWORK, result.error_message
+    assert result.error_message.startswith("stalled: no progress for 5s; last: Reconnecting... ")
+
+
+def test_claude_refused_connection_is_a_network_error(tmp_path: Path, require_cli: Need, dead_url: str) -> None:
+    require_cli("claude")
+    result = make_agent(Profile(name="claude", adapter="claude")).run(_dead_request("claude", tmp_path, dead_url))
+    assert result.error_kind is ErrorKind.NETWORK and result.error_kind.transient, result.error_message
+    assert "ECONNREFUSED" in result.error_message
+
+
+def test_claude_passes_on_the_providers_retry_after(tmp_path: Path, require_cli: Need) -> None:
+    require_cli("claude")
+    with ModelServer() as server:
+        outcome = run_cli("claude", tmp_path, server, Scenario([fail(429, "Rate limit reached. Please try again "
+                                                                          "in 7s.")]))
+    assert outcome.result.error_kind is ErrorKind.RATE_LIMIT and outcome.result.retry_after == 7.0
+
+
+def test_claude_reports_a_tool_it_refused(tmp_path: Path, require_cli: Need) -> None:
+    # A read-only profile: Claude Code refuses the write itself and says so with a permission_denied event.
+    require_cli("claude")
+    with ModelServer() as server:
+        outcome = run_cli("claude", tmp_path, server, Scenario([write("a.txt", "A\n"), text("gave up")]),
+                          permission=Permission.READ_ONLY)
+    assert not (outcome.worktree / "a.txt").exists()
+    assert any(line.startswith("refused by Claude Code: ") for line in outcome.result.blocked), outcome.result
+
+
+def test_gemini_keeps_no_session_its_first_request_lost(tmp_path: Path, require_cli: Need) -> None:
+    require_cli("gemini")
+    with ModelServer() as server:
+        outcome = run_cli("gemini", tmp_path, server, Scenario([fail(400, "bad request")]))
+    assert not outcome.result.ok and outcome.result.session_id is None
+
+
+@pytest.mark.parametrize("cli", ["claude", "codex", "gemini"])
+def test_resuming_a_session_the_cli_does_not_have_starts_fresh(cli: str, tmp_path: Path, require_cli: Need) -> None:
+    require_cli(cli)
+    with ModelServer() as server:
+        outcome = run_cli(cli, tmp_path, server, Scenario([write("a.txt", "A\n"), text("done")]),
+                          resume="0198f0c4-2f2b-7352-8f3e-85e767f3290d")
+    assert outcome.result.ok, outcome.result.error_message
+    assert (outcome.worktree / "a.txt").read_text() == "A\n"
+    assert outcome.result.session_id and outcome.result.session_id != "0198f0c4-2f2b-7352-8f3e-85e767f3290d"
+    assert (outcome.log_dir / "agent.resume-failed.stderr").exists()

@@ -33,10 +33,12 @@ concurrency = 2
 timeout = "30m"
 max_turns = 40
 max_cost = 2.5
+stall = "2m"
 
 [profiles.codex]
 model = "gpt-5"
 timeout = 10
+stall = 0
 
 [profiles.lint]
 adapter = "shell"
@@ -47,8 +49,9 @@ binary = "/usr/bin/env"
     fast = profiles["fast"]
     assert fast == Profile(name="fast", adapter="claude", model="sonnet", extra_args=("--effort", "low"),
                            permission=Permission.FULL, env_allow=(*profiles["claude"].env_allow, "MY_TOKEN", "AWS_*"),
-                           concurrency=2, timeout=1800.0, max_turns=40, max_cost=2.5)
+                           concurrency=2, timeout=1800.0, stall=120.0, max_turns=40, max_cost=2.5)
     assert profiles["codex"].adapter == "codex" and profiles["codex"].timeout == 600.0
+    assert profiles["codex"].stall is None and profiles["claude"].stall == 300.0  # 0: off; the default: 5 min
     assert profiles["lint"].command == "ruff check --fix ." and profiles["lint"].binary == "/usr/bin/env"
     assert "script" in profiles  # built-ins stay
 

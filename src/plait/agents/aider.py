@@ -14,7 +14,9 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
+from plait import proc
 from plait.agents import cli_common as cli
+from plait.agents import failure
 from plait.agents.base import AgentRequest, AgentResult, ErrorKind, Permission, Tokens
 
 STDOUT_FILE = "agent.stdout"  # plain text, not JSON lines
@@ -25,7 +27,7 @@ _COST = re.compile(r"Cost: \$([\d.]+) message, \$([\d.]+) session")
 # Lines aider prints when a model call failed (it still exits 0). Anchored at the line start: the
 # model's own answer, printed too, may well mention errors.
 _ERROR_LINE = re.compile(r"^(litellm\.\w+Error|The API provider|Model .* has hit a token limit|Traceback|"
-                         r"Unable to (send|reach|connect))")
+                         r"Unable to (send|reach|connect))|litellm\.\w+Error: \w+Error: ")
 _RETRYING = re.compile(r"^Retrying in [\d.]+ seconds")
 # Aider's start-up banner and notices: not part of what the model answered.
 _BANNER = re.compile(r"^(Aider v|Model: |Weak model: |Git repo: |Repo-map: |Update git |https://aider\.chat/|"
@@ -34,7 +36,15 @@ _BANNER = re.compile(r"^(Aider v|Model: |Weak model: |Git repo: |Repo-map: |Upda
 
 def _number(value: str, suffix: str) -> int:
     scale = {"k": 1_000, "m": 1_000_000}.get(suffix.lower(), 1)
-    return int(float(value) * scale)
+    return int(_float(value) * scale)
+
+
+def _float(value: str) -> float:
+    """A number aider printed; 0 for what only looks like one ("1.2.3")."""
+    try:
+        return float(value)
+    except ValueError:
+        return 0.0
 
 
 class AiderAgent:
@@ -85,23 +95,22 @@ class AiderAgent:
         return env
 
     def run(self, request: AgentRequest) -> AgentResult:
-        binary = cli.find_binary(request, "aider")
-        if binary is None:
-            return cli.missing_binary(request, "aider")
-        request.log_dir.mkdir(parents=True, exist_ok=True)
-        done = cli.launch(request, self.argv(request, binary), self.env(request), None, STDOUT_FILE)
-        output = request.log_dir / STDOUT_FILE
-        lines = output.read_text(errors="replace").splitlines() if output.exists() else []
-        stopped = cli.stopped(request, done)
-        if stopped is None:
-            return replace(parse(lines, done.returncode, done.stderr), duration=done.duration)
-        # Aider retries a rate limit for about a minute: stopped while retrying one, that is the cause.
-        cause = parse(lines, None)
-        retrying = cause.error_kind in (ErrorKind.RATE_LIMIT, ErrorKind.OVERLOADED)
-        if retrying and stopped.error_kind is ErrorKind.TIMEOUT:
-            return replace(stopped, error_kind=cause.error_kind, error_message=f"{cause.error_message} (still "
-                           f"retrying when stopped after {request.timeout:.0f}s)")
-        return stopped
+        return cli.run_cli(request, "aider", self.argv, self.env, _read, prompt_on_stdin=False, stdout_name=STDOUT_FILE)
+
+
+def _read(request: AgentRequest, done: proc.Completed) -> AgentResult:
+    output = request.log_dir / STDOUT_FILE
+    lines = output.read_text(errors="replace").splitlines() if output.exists() else []
+    stopped = cli.stopped(request, done, STDOUT_FILE)
+    if stopped is None:
+        return replace(parse(lines, done.returncode, done.stderr), duration=done.duration)
+    # Aider retries a rate limit for about a minute: stopped while retrying one, that is the cause.
+    cause = parse(lines, None)
+    retrying = cause.error_kind in (ErrorKind.RATE_LIMIT, ErrorKind.OVERLOADED, ErrorKind.NETWORK)
+    if retrying and stopped.error_kind is ErrorKind.TIMEOUT:
+        return replace(stopped, error_kind=cause.error_kind, error_message=f"{cause.error_message} (still "
+                       f"retrying when stopped after {request.timeout:.0f}s)")
+    return stopped
 
 
 def parse(lines: Iterable[str], exit_code: int | None, stderr: str = "") -> AgentResult:
@@ -124,11 +133,12 @@ def parse(lines: Iterable[str], exit_code: int | None, stderr: str = "") -> Agen
             cached += _number(g[4], g[5]) if g[4] else 0
             tokens_out += _number(g[6], g[7])
             spent = _COST.search(line)
-            cost = float(spent.group(2)) if spent else cost
+            cost = _float(spent.group(2)) if spent else cost
             errors_after_reply = 0
             continue
-        if _ERROR_LINE.search(line):
-            errors.append(line.strip())
+        error = _ERROR_LINE.search(line)
+        if error:
+            errors.append(line[error.start():].strip())
             errors_after_reply += 1
         elif line.strip() and not _RETRYING.match(line) and not _BANNER.match(line):
             answer.append(line.strip())
@@ -140,5 +150,5 @@ def parse(lines: Iterable[str], exit_code: int | None, stderr: str = "") -> Agen
         return AgentResult(True, exit_code, **common)
     recent = errors[-errors_after_reply:] if errors_after_reply else errors
     message = " ".join(recent[-3:]) or stderr.strip()[-500:] or "aider got no answer from the model"
-    kind = cli.classify(message) or (ErrorKind.CRASH if (exit_code or 0) < 0 else ErrorKind.UNKNOWN)
+    kind = failure.classify(message) or (ErrorKind.CRASH if (exit_code or 0) < 0 else ErrorKind.UNKNOWN)
     return AgentResult(False, exit_code, error_kind=kind, error_message=message, **common)

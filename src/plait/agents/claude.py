@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from plait.agents import cli_common as cli
+from plait.agents import failure
 from plait.agents.base import AgentRequest, AgentResult, ErrorKind, Permission, Tokens
 
 # Tools a headless run may use without asking, by permission level (root cannot bypass permissions).
@@ -62,7 +63,8 @@ class ClaudeAgent:
 
 def parse(events: Iterable[dict[str, Any]], exit_code: int | None, stderr: str = "",
           worktree: Path | None = None) -> AgentResult:
-    """One AgentResult from Claude Code's stream-json events (unknown events are skipped)."""
+    """One AgentResult from Claude Code's stream-json events (unknown events and fields of the wrong type are
+    skipped: this never raises)."""
     session: str | None = None
     files: list[str] = []
     final: dict[str, Any] | None = None
@@ -70,42 +72,50 @@ def parse(events: Iterable[dict[str, Any]], exit_code: int | None, stderr: str =
     rejected = False
     pending: dict[str, str] = {}  # tool_use id -> path, until its result says it worked
     commands: set[str] = set()  # Bash tool_use ids
+    refused: set[str] = set()  # tool_use ids Claude Code itself refused
     blocked: list[str] = []
     for event in events:
         kind = event.get("type")
-        session = event.get("session_id") or session
-        content = (event.get("message") or {}).get("content")
-        blocks = [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
+        session = cli.text(event.get("session_id")) or session
+        blocks = cli.objs(cli.obj(event.get("message")).get("content"))
         if kind == "assistant":
             for block in blocks:
-                if block.get("type") == "tool_use" and block.get("name") == "Bash":
-                    commands.add(str(block.get("id")))
-                if block.get("type") == "tool_use" and block.get("name") in _FILE_TOOLS:
-                    given = block.get("input") or {}
+                tool, tool_id = cli.text(block.get("name")), cli.text(block.get("id"))
+                if block.get("type") == "tool_use" and tool == "Bash":
+                    commands.add(tool_id)
+                if block.get("type") == "tool_use" and tool in _FILE_TOOLS:
+                    given = cli.obj(block.get("input"))
                     path = given.get("file_path") or given.get("notebook_path")
                     if isinstance(path, str):
-                        pending[str(block.get("id"))] = cli.relative_to(worktree, path) if worktree else path
+                        pending[tool_id] = cli.relative_to(worktree, path) if worktree else path
         elif kind == "user":
             for block in blocks:
-                done_id = str(block.get("tool_use_id"))
-                if block.get("type") != "tool_result":
+                done_id = cli.text(block.get("tool_use_id"))
+                if block.get("type") != "tool_result" or done_id in refused:
                     continue
+                failed = block.get("is_error") is True
                 if done_id in pending:
                     path = pending.pop(done_id)
-                    refused = cli.denials(_text_of(block.get("content")))
+                    denied = cli.denials(_text_of(block.get("content")))
                     if cli.outside(worktree, path):
                         blocked.append(f"tried to write {path}, outside its work tree")
-                    elif block.get("is_error") and refused:
-                        blocked.append(f"{path}: {refused[0]}")
-                    if not block.get("is_error"):
+                    elif failed and denied:
+                        blocked.append(f"{path}: {denied[0]}")
+                    if not failed:
                         files.append(path)
                 elif done_id in commands:
                     blocked += cli.denials(_text_of(block.get("content")))
+        elif kind == "system" and event.get("subtype") == "permission_denied":
+            # Claude Code 2.1 refused a tool call itself (a read-only profile, a deny rule): `message` is
+            # what it told the model.
+            refused.add(cli.text(event.get("tool_use_id")))
+            said = cli.text(event.get("message")).strip().split(". ", 1)[0]  # its advice to the model follows
+            said = said or cli.text(event.get("tool_name")) or "a tool call"
+            blocked.append(f"refused by Claude Code: {said[:300]}")
         elif kind == "system" and event.get("subtype") == "api_retry":
-            status = event.get("error_status")
-            retry_status = status if isinstance(status, int) else retry_status
+            retry_status = cli.integer(event.get("error_status")) or retry_status
         elif kind == "rate_limit_event":
-            rejected = rejected or (event.get("rate_limit_info") or {}).get("status") == "rejected"
+            rejected = rejected or cli.obj(event.get("rate_limit_info")).get("status") == "rejected"
         elif kind == "result":
             final = event
     if final is None:
@@ -114,19 +124,21 @@ def parse(events: Iterable[dict[str, Any]], exit_code: int | None, stderr: str =
             found = f"API error {retry_status} (retried, then no result)"
         elif rejected:
             found = "rate limit rejected"
-        failed = cli.exit_failure(exit_code, stderr, found)
-        return failed if not session else replace(failed, session_id=session)
-    usage = final.get("usage") or {}
+        failed_run = replace(failure.exit_failure(exit_code, stderr, found), blocked=cli.unique(blocked))
+        return failed_run if not session else replace(failed_run, session_id=session)
+    # The result's own list of refusals is the complete one (the events are best-effort).
+    for denial in cli.objs(final.get("permission_denials")):
+        if cli.text(denial.get("tool_use_id")) not in refused:
+            blocked.append(f"refused by Claude Code: {_call(denial)}")
+    usage = cli.obj(final.get("usage"))
     tally = cli.Tally()
     tally.add(usage, ("input", "input_tokens"), ("input", "cache_creation_input_tokens"),
               ("input", "cache_read_input_tokens"), ("output", "output_tokens"), ("cached", "cache_read_input_tokens"))
-    text = str(final.get("result") or "")
-    cost = final.get("total_cost_usd")
+    text = cli.text(final.get("result"))
     common: dict[str, Any] = {
-        "summary": text or "", "session_id": final.get("session_id") or session,
-        "cost_usd": float(cost) if isinstance(cost, int | float) else None,
-        "tokens": Tokens(tally.input, tally.output, tally.cached),
-        "turns": final.get("num_turns") if isinstance(final.get("num_turns"), int) else None,
+        "summary": text, "session_id": cli.text(final.get("session_id")) or session,
+        "cost_usd": cli.number(final.get("total_cost_usd")),
+        "tokens": Tokens(tally.input, tally.output, tally.cached), "turns": cli.integer(final.get("num_turns")),
         "files_changed": cli.unique(files), "blocked": cli.unique(blocked),
     }
     if final.get("is_error") is False and exit_code in (0, None):
@@ -135,30 +147,39 @@ def parse(events: Iterable[dict[str, Any]], exit_code: int | None, stderr: str =
     return AgentResult(False, exit_code, error_kind=kind, error_message=message, **common)
 
 
+def _call(denial: dict[str, Any]) -> str:
+    """A refused call as `Tool target` (the command or file it was for, when the input names one)."""
+    given = cli.obj(denial.get("tool_input"))
+    target = next((cli.text(given.get(k)) for k in ("command", "file_path", "notebook_path", "path", "url")
+                   if cli.text(given.get(k))), "")
+    return " ".join(part for part in (cli.text(denial.get("tool_name")) or "a tool", target[:200]) if part)
+
+
 def _text_of(content: object) -> str:
     """A tool result's text: a string, or a list of text blocks."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "\n".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
+        return "\n".join(cli.text(block.get("text")) for block in cli.objs(content))
     return ""
 
 
 def _error(final: dict[str, Any], text: str, exit_code: int | None, stderr: str) -> tuple[ErrorKind, str]:
-    errors = " ".join(str(e) for e in final.get("errors") or [])
+    listed = final.get("errors")
+    errors = " ".join(cli.text(e) for e in (listed if isinstance(listed, list) else [listed]))
     message = (text or errors or stderr.strip()[-500:] or f"exited {exit_code}").strip()
     subtype, reason = final.get("subtype"), final.get("terminal_reason")
-    status = final.get("api_error_status")
+    status = cli.integer(final.get("api_error_status"))
     if subtype == "error_max_turns" or reason == "max_turns":
         return ErrorKind.MAX_TURNS, message or "reached the turn limit"
     if subtype == "error_max_budget_usd":
         return ErrorKind.BUDGET, message or "reached the budget"
     if reason in ("prompt_too_long", "blocking_limit"):
         return ErrorKind.CONTEXT_LENGTH, message
-    by_text = cli.classify(message)
+    by_text = failure.classify(message)
     if status == 429 and by_text is ErrorKind.QUOTA:
         return ErrorKind.QUOTA, message
-    by_status = cli.status_kind(status if isinstance(status, int) else None)
+    by_status = failure.status_kind(status)
     if by_status is not None:
         return by_status, message
     if by_text is not None:

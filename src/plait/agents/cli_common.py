@@ -1,19 +1,23 @@
-"""What every CLI adapter shares: finding the binary, a private config dir, running the CLI through
-`plait.proc`, reading its JSON-lines stream, and naming an error from its text."""
+"""What every CLI adapter shares: a private config dir, running the CLI through `plait.proc` (again as a fresh
+session when the one to resume is gone), and reading its JSON-lines stream without trusting its shape."""
 
 from __future__ import annotations
 
 import json
-import os
+import logging
+import math
 import re
-import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from plait import proc
+from plait.agents import failure
 from plait.agents.base import AgentRequest, AgentResult, ErrorKind, Tokens
+from plait.agents.binaries import find_binary, missing_binary, version
+
+log = logging.getLogger("plait.agents")
 
 STREAM_FILE = "agent.jsonl"
 STDERR_FILE = "agent.stderr"
@@ -35,29 +39,6 @@ def quiet_env(request: AgentRequest, drop: tuple[str, ...] = ()) -> dict[str, st
     return env
 
 
-def find_binary(request: AgentRequest, default: str) -> str | None:
-    """The profile's `binary`, else `default` on the agent's PATH, else the project's CLI cache."""
-    if request.profile.binary:
-        given = request.profile.binary
-        if "/" in given:
-            return given if os.path.isfile(given) and os.access(given, os.X_OK) else None
-        return shutil.which(given, path=request.env.get("PATH"))
-    found = shutil.which(default, path=request.env.get("PATH"))
-    if found:
-        return found
-    from plait.testing.bins import agent_bin
-
-    cached = agent_bin(default)
-    return str(cached) if cached else None
-
-
-def missing_binary(request: AgentRequest, default: str) -> AgentResult:
-    name = request.profile.binary or default
-    return AgentResult(False, None, error_kind=ErrorKind.UNKNOWN,
-                       error_message=f"{name} not found on PATH: install it (scripts/install-agent-clis installs "
-                       f"the pinned versions into .cache/agents) or set `binary` in profile {request.profile.name}")
-
-
 def private_home(request: AgentRequest, cli: str) -> Path:
     """A config/state dir of the CLI's own for this task, shared by the task's attempts (next to
     their log dirs) so a retry can resume the session, and never the user's real home."""
@@ -66,17 +47,24 @@ def private_home(request: AgentRequest, cli: str) -> Path:
     return folder
 
 
+# A CLI's notices that it is retrying: output that says only this is no progress (proc.run's `quiet`), so a
+# CLI reconnecting for ever to a dead server stalls (Codex: "Reconnecting... waiting for network").
+RETRY_NOTICE = re.compile(rb'Reconnecting\.\.\.|"subtype":\s*"api_retry"|^Retrying in [\d.]+ seconds')
+
+
 def launch(request: AgentRequest, argv: Sequence[str], env: Mapping[str, str], stdin: str | None,
            stdout_name: str = STREAM_FILE) -> proc.Completed:
     """Run the CLI in the worktree: its stream to log_dir/agent.jsonl, stderr to log_dir/agent.stderr.
 
-    The argv is kept next to them (agent.argv.json) to show what ran; secrets are only in env.
+    The argv is kept next to them (agent.argv.json) to show what ran; secrets are only in env. A CLI
+    whose output stops growing for the profile's `stall` seconds is stopped as stuck.
     """
     request.log_dir.mkdir(parents=True, exist_ok=True)
     (request.log_dir / "agent.argv.json").write_text(json.dumps(list(argv)))
     return proc.run(argv, cwd=request.worktree, env=env, input=stdin, timeout=request.timeout,
                     cancel=request.cancel, stdout_path=request.log_dir / stdout_name,
-                    stderr_path=request.log_dir / STDERR_FILE, confine=request.confine)
+                    stderr_path=request.log_dir / STDERR_FILE, confine=request.confine,
+                    stall=request.profile.stall or None, quiet=RETRY_NOTICE)
 
 
 def read_events(path: Path) -> Iterator[dict[str, Any]]:
@@ -98,13 +86,38 @@ def read_events(path: Path) -> Iterator[dict[str, Any]]:
                 yield event
 
 
+# Readers for values out of a stream that is not trusted to be well formed: a field of the wrong JSON
+# type reads as missing, so no parser raises on what a CLI (or a future version of it) prints.
 def obj(value: object) -> dict[str, Any]:
-    """`value` when it is a JSON object, else an empty one: streams are not trusted to be well formed."""
+    """`value` when it is a JSON object, else an empty one."""
     return value if isinstance(value, dict) else {}
 
 
-def stopped(request: AgentRequest, done: proc.Completed) -> AgentResult | None:
-    """The result when the run was cut short by its timeout or a cancel, else None."""
+def objs(value: object) -> list[dict[str, Any]]:
+    """The JSON objects in `value` when it is a list, else none."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def text(value: object) -> str:
+    """`value` when it is a string, a number as its digits, anything else as ""."""
+    if isinstance(value, str):
+        return value
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else ""
+
+
+def integer(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def number(value: object) -> float | None:
+    """A finite number (JSON lines may hold NaN and Infinity, which Python reads)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def stopped(request: AgentRequest, done: proc.Completed, stdout_name: str = STREAM_FILE) -> AgentResult | None:
+    """The result when the run was cut short by its timeout, a stall or a cancel, else None."""
     if request.cancel.is_set():
         return AgentResult(False, done.returncode, error_kind=ErrorKind.CANCELLED, error_message="cancelled",
                            duration=done.duration)
@@ -112,46 +125,13 @@ def stopped(request: AgentRequest, done: proc.Completed) -> AgentResult | None:
         return AgentResult(False, done.returncode, error_kind=ErrorKind.TIMEOUT,
                            error_message=f"no result after {request.timeout:.0f}s (hard timeout)",
                            duration=done.duration)
+    if done.stalled:
+        last = failure.last_error_line(request.log_dir / stdout_name, request.log_dir / STDERR_FILE)
+        kind = failure.classify(last)
+        message = f"stalled: no progress for {request.profile.stall or 0:.0f}s" + (f"; last: {last}" if last else "")
+        return AgentResult(False, done.returncode, error_kind=kind if kind and kind.transient else ErrorKind.TIMEOUT,
+                           error_message=message, duration=done.duration, retry_after=failure.retry_hint(last))
     return None
-
-
-# Ordered: the first pattern that matches names the error. Wording seen in the CLIs' own messages.
-_PATTERNS: tuple[tuple[ErrorKind, re.Pattern[str]], ...] = tuple(
-    (kind, re.compile(pattern, re.I)) for kind, pattern in (
-        (ErrorKind.CONTEXT_LENGTH, r"prompt is too long|context[ _-]?(window|length)|too many tokens|"
-                                   r"exceeds the (context|maximum number of tokens)|token limit|ran out of room"),
-        (ErrorKind.QUOTA, r"exceeded your (current )?quota|quota exceeded|daily quota|usage limit|spend limit|"
-                          r"billing|credit balance|insufficient_quota"),
-        (ErrorKind.RATE_LIMIT, r"\b429\b|rate[ _-]?limit|too many requests|resource[ _]?(has been )?exhausted"),
-        (ErrorKind.AUTH, r"\b401\b|authenticat|unauthori[sz]ed|(invalid|incorrect) (x-)?api[ _-]?key|"
-                         r"api[ _-]?key (is )?(not valid|invalid|missing)|not logged in|log ?in required"),
-        (ErrorKind.OVERLOADED, r"\b5(29|00|02|03|04)\b|overloaded|capacity|unavailable|internal (server )?error"),
-        (ErrorKind.MAX_TURNS, r"max(imum)?[ _-]?(session[ _-])?turns"),
-        (ErrorKind.BUDGET, r"budget"),
-    )
-)
-
-
-def classify(text: str) -> ErrorKind | None:
-    for kind, pattern in _PATTERNS:
-        if pattern.search(text):
-            return kind
-    return None
-
-
-def status_kind(status: int | None) -> ErrorKind | None:
-    """An HTTP status from a provider, as an error kind."""
-    if status is not None and status >= 500:
-        return ErrorKind.OVERLOADED  # server-side and temporary: worth a retry with back-off
-    return {401: ErrorKind.AUTH, 403: ErrorKind.AUTH, 429: ErrorKind.RATE_LIMIT,
-            413: ErrorKind.CONTEXT_LENGTH}.get(status or 0)
-
-
-def exit_failure(exit_code: int | None, stderr: str, found: str = "") -> AgentResult:
-    """A run without a usable result in its stream: what was found, else stderr, says what went wrong."""
-    text = found or stderr.strip()[-500:] or f"exited {exit_code} with no result"
-    kind = classify(text) or (ErrorKind.CRASH if (exit_code or 0) < 0 else ErrorKind.UNKNOWN)
-    return AgentResult(False, exit_code, error_kind=kind, error_message=text)
 
 
 @dataclass
@@ -164,8 +144,8 @@ class Tally:
 
     def add(self, usage: Mapping[str, Any], *names: tuple[str, str]) -> None:
         for field_name, key in names:
-            value = usage.get(key)
-            if isinstance(value, int | float):
+            value = number(usage.get(key))
+            if value is not None:
                 setattr(self, field_name, getattr(self, field_name) + int(value))
 
 
@@ -193,7 +173,7 @@ def relative_to(worktree: Path, path: str) -> str:
     if candidate.is_absolute():
         try:
             return str(candidate.resolve().relative_to(worktree.resolve()))
-        except ValueError:
+        except (ValueError, OSError):  # outside the worktree, or no path at all (a NUL in it)
             return path
     return path
 
@@ -230,18 +210,61 @@ def estimate_cost(model: str | None, tokens: Tokens) -> float | None:
 
 # (events, exit code, stderr, worktree) -> the result; adapters bind their extra arguments (e.g. the model).
 StreamParser = Callable[[Iterable[dict[str, Any]], int | None, str, Path | None], AgentResult]
+# (request, the finished process) -> the result of the run.
+Reader = Callable[[AgentRequest, proc.Completed], AgentResult]
+
+def run_cli(request: AgentRequest, default_binary: str, argv: Callable[[AgentRequest, str], list[str]],
+            env: Callable[[AgentRequest], dict[str, str]], read: Reader, prompt_on_stdin: bool = True,
+            stdout_name: str = STREAM_FILE) -> AgentResult:
+    """Find the CLI, run it and read its result; say which binary and version ran, and what the provider
+    asked to wait. A resume of a session the CLI does not have is run again as a fresh session."""
+    binary = find_binary(request, default_binary)
+    if binary is None:
+        return missing_binary(request, default_binary)
+    environment = env(request)
+    result = _run_once(request, binary, argv, environment, read, prompt_on_stdin, stdout_name)
+    if request.resume_session and failure.unknown_session(result):
+        log.info("%s has no session %s: starting a fresh one", default_binary, request.resume_session)
+        _keep(request.log_dir, stdout_name, ".resume-failed")
+        fresh = replace(request, resume_session=None, timeout=max(1.0, request.timeout - result.duration))
+        again = _run_once(fresh, binary, argv, environment, read, prompt_on_stdin, stdout_name)
+        result = replace(again, duration=result.duration + again.duration)
+    return replace(result, binary=binary, version=version(binary, environment))
+
+
+def _run_once(request: AgentRequest, binary: str, argv: Callable[[AgentRequest, str], list[str]],
+              env: Mapping[str, str], read: Reader, prompt_on_stdin: bool, stdout_name: str) -> AgentResult:
+    request.log_dir.mkdir(parents=True, exist_ok=True)  # argv may write files there (Aider's message)
+    done = launch(request, argv(request, binary), env, request.prompt if prompt_on_stdin else None, stdout_name)
+    result = read(request, done)
+    if result.ok or result.retry_after is not None or not (result.error_kind and result.error_kind.transient):
+        return result
+    return replace(result, retry_after=failure.retry_hint(result.error_message, done.stderr))
+
+
+def _keep(log_dir: Path, stdout_name: str, suffix: str) -> None:
+    """Keep a run's output files next to those of the run after it (agent.jsonl -> agent.resume-failed.jsonl)."""
+    for name in (stdout_name, STDERR_FILE):
+        path = log_dir / name
+        if path.exists():
+            path.replace(path.with_name(f"{path.stem}{suffix}{path.suffix}"))
+
+
+def stream_reader(parse: StreamParser) -> Reader:
+    """Reads a JSON-streaming CLI's result: its stream parsed, unless the run was stopped."""
+
+    def read(request: AgentRequest, done: proc.Completed) -> AgentResult:
+        cut_short = stopped(request, done)
+        if cut_short is not None:
+            return cut_short
+        result = parse(read_events(request.log_dir / STREAM_FILE), done.returncode, done.stderr, request.worktree)
+        return replace(result, duration=done.duration)
+
+    return read
 
 
 def run_streaming(request: AgentRequest, default_binary: str, argv: Callable[[AgentRequest, str], list[str]],
                   env: Callable[[AgentRequest], dict[str, str]], parse: StreamParser,
                   prompt_on_stdin: bool = True) -> AgentResult:
-    """The run of every JSON-streaming CLI: find it, launch it, and parse its stream unless it was stopped."""
-    binary = find_binary(request, default_binary)
-    if binary is None:
-        return missing_binary(request, default_binary)
-    done = launch(request, argv(request, binary), env(request), request.prompt if prompt_on_stdin else None)
-    cut_short = stopped(request, done)
-    if cut_short is not None:
-        return cut_short
-    result = parse(read_events(request.log_dir / STREAM_FILE), done.returncode, done.stderr, request.worktree)
-    return replace(result, duration=done.duration)
+    """The run of every JSON-streaming CLI."""
+    return run_cli(request, default_binary, argv, env, stream_reader(parse), prompt_on_stdin)

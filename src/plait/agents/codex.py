@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from plait.agents import cli_common as cli
+from plait.agents import failure
 from plait.agents.base import AgentRequest, AgentResult, ErrorKind, Permission, Tokens
 
 _SANDBOX = {Permission.READ_ONLY: ["-s", "read-only"], Permission.EDIT: ["-s", "workspace-write"],
@@ -66,7 +67,8 @@ class CodexAgent:
 
 def parse(events: Iterable[dict[str, Any]], exit_code: int | None, stderr: str = "",
           worktree: Path | None = None, model: str | None = None) -> AgentResult:
-    """One AgentResult from `codex exec --json` events (unknown events are skipped)."""
+    """One AgentResult from `codex exec --json` events (unknown events and fields of the wrong type are
+    skipped: this never raises)."""
     session: str | None = None
     summary = ""
     files: list[str] = []
@@ -74,46 +76,51 @@ def parse(events: Iterable[dict[str, Any]], exit_code: int | None, stderr: str =
     tally = cli.Tally()
     turns = 0
     completed = False
-    failure: str | None = None
+    turn_failed: str | None = None
     last_error = ""
     for event in events:
         kind = event.get("type")
-        item = event.get("item") if isinstance(event.get("item"), dict) else {}
+        item = cli.obj(event.get("item"))
         if kind == "thread.started":
-            session = str(event.get("thread_id") or "") or session
+            session = cli.text(event.get("thread_id")) or session
         elif kind == "turn.completed":
-            completed, failure = True, None
-            tally.add(event.get("usage") or {}, ("input", "input_tokens"), ("output", "output_tokens"),
+            completed, turn_failed = True, None
+            tally.add(cli.obj(event.get("usage")), ("input", "input_tokens"), ("output", "output_tokens"),
                       ("cached", "cached_input_tokens"))
         elif kind == "turn.failed":
-            failure = str((event.get("error") or {}).get("message") or "turn failed")
+            turn_failed = _message(event.get("error")) or "turn failed"
         elif kind == "error":
-            last_error = str(event.get("message") or "")
+            last_error = _message(event.get("message")) or last_error
         elif kind == "item.completed" and item:
-            item_type = item.get("type")
+            item_type = cli.text(item.get("type"))
             if item_type == "agent_message":
-                summary = str(item.get("text") or "")
+                summary = cli.text(item.get("text"))
                 turns += 1
             elif item_type in _TOOL_ITEMS:
                 turns += 1
             if item_type == "file_change":
-                for change in item.get("changes") or []:
-                    path = str((change or {}).get("path") or "")
+                for change in cli.objs(item.get("changes")):
+                    path = cli.text(change.get("path"))
                     path = cli.relative_to(worktree, path) if worktree else path
                     if cli.outside(worktree, path):
                         blocked.append(f"tried to write {path}, outside its work tree")
                     if item.get("status") != "failed":
                         files.append(path)
             elif item_type == "command_execution":
-                blocked += cli.denials(str(item.get("aggregated_output") or ""))
+                blocked += cli.denials(cli.text(item.get("aggregated_output")))
             elif item_type == "error":
-                last_error = str(item.get("message") or last_error)
+                last_error = _message(item.get("message")) or last_error
     tokens = Tokens(tally.input, tally.output, tally.cached)
     common: dict[str, Any] = {"summary": summary, "session_id": session, "tokens": tokens,
                               "cost_usd": cli.estimate_cost(model, tokens), "turns": turns or None,
                               "files_changed": cli.unique(files), "blocked": cli.unique(blocked)}
-    if completed and failure is None and exit_code in (0, None):
+    if completed and turn_failed is None and exit_code in (0, None):
         return AgentResult(True, exit_code, **common)
-    message = failure or last_error or stderr.strip()[-500:] or f"exited {exit_code} with no result"
-    kind = cli.classify(message) or (ErrorKind.CRASH if (exit_code or 0) < 0 else ErrorKind.UNKNOWN)
+    message = turn_failed or last_error or stderr.strip()[-500:] or f"exited {exit_code} with no result"
+    kind = failure.classify(message) or (ErrorKind.CRASH if (exit_code or 0) < 0 else ErrorKind.UNKNOWN)
     return AgentResult(False, exit_code, error_kind=kind, error_message=message, **common)
+
+
+def _message(value: object) -> str:
+    """An error as Codex gives it: a message, or an object holding one."""
+    return cli.text(value) or cli.text(cli.obj(value).get("message"))

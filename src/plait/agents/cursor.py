@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from plait.agents import cli_common as cli
+from plait.agents import failure
 from plait.agents.base import AgentRequest, AgentResult, ErrorKind, Permission, Tokens
 
 _PERMISSION = {Permission.READ_ONLY: ["--mode", "ask"], Permission.EDIT: ["--force"],
@@ -44,14 +45,15 @@ class CursorAgent:
 
 def parse(events: Iterable[dict[str, Any]], exit_code: int | None, stderr: str = "",
           worktree: Path | None = None) -> AgentResult:
-    """One AgentResult from `cursor-agent --output-format stream-json` events."""
+    """One AgentResult from `cursor-agent --output-format stream-json` events (unknown events and fields of
+    the wrong type are skipped: this never raises)."""
     session: str | None = None
     files: list[str] = []
     final: dict[str, Any] | None = None
     calls = 0
     for event in events:
         kind = event.get("type")
-        session = event.get("session_id") or session
+        session = cli.text(event.get("session_id")) or session
         if kind == "tool_call" and event.get("subtype") == "completed":
             calls += 1
             call = cli.obj(event.get("tool_call"))
@@ -63,18 +65,18 @@ def parse(events: Iterable[dict[str, Any]], exit_code: int | None, stderr: str =
         elif kind == "result":
             final = event
     if final is None:
-        failed = cli.exit_failure(exit_code, stderr)
+        failed = failure.exit_failure(exit_code, stderr)
         return replace(failed, session_id=session) if session else failed
     usage = cli.obj(final.get("usage"))
     tally = cli.Tally()
     tally.add(usage, ("input", "inputTokens"), ("input", "cacheReadTokens"), ("input", "cacheWriteTokens"),
               ("output", "outputTokens"), ("cached", "cacheReadTokens"))
-    text = str(final.get("result") or "")
-    common: dict[str, Any] = {"summary": text, "session_id": final.get("session_id") or session,
+    text = cli.text(final.get("result"))
+    common: dict[str, Any] = {"summary": text, "session_id": cli.text(final.get("session_id")) or session,
                               "tokens": Tokens(tally.input, tally.output, tally.cached), "turns": calls + 1,
                               "files_changed": cli.unique(files)}
     if final.get("is_error") is False and exit_code in (0, None):
         return AgentResult(True, exit_code, **common)
     message = text or stderr.strip()[-500:] or f"exited {exit_code}"
-    kind = cli.classify(message) or (ErrorKind.CRASH if (exit_code or 0) < 0 else ErrorKind.UNKNOWN)
+    kind = failure.classify(message) or (ErrorKind.CRASH if (exit_code or 0) < 0 else ErrorKind.UNKNOWN)
     return AgentResult(False, exit_code, error_kind=kind, error_message=message, **common)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from plait.agents import cli_common as cli
+from plait.agents import failure
 from plait.agents.base import AgentRequest, AgentResult, ErrorKind, Permission, Tokens
 
 PROVIDER = "plait"
@@ -80,7 +81,8 @@ class OpenCodeAgent:
 
 def parse(events: Iterable[dict[str, Any]], exit_code: int | None, stderr: str = "",
           worktree: Path | None = None) -> AgentResult:
-    """One AgentResult from `opencode run --format json` events (unknown events are skipped)."""
+    """One AgentResult from `opencode run --format json` events (unknown events and fields of the wrong type
+    are skipped: this never raises)."""
     session: str | None = None
     texts: list[str] = []
     files: list[str] = []
@@ -89,27 +91,29 @@ def parse(events: Iterable[dict[str, Any]], exit_code: int | None, stderr: str =
     steps = 0
     last_reason = ""
     errors: list[str] = []
+    retry_after: float | None = None
     for event in events:
         kind = event.get("type")
-        session = event.get("sessionID") or session
+        session = cli.text(event.get("sessionID")) or session
         part = cli.obj(event.get("part"))
         if kind == "text":
-            texts.append(str(part.get("text") or ""))
+            texts.append(cli.text(part.get("text")))
         elif kind == "tool_use":
             state = cli.obj(part.get("state"))
             path = cli.obj(state.get("input")).get("filePath")
-            if part.get("tool") in _FILE_TOOLS and state.get("status") == "completed" and isinstance(path, str):
+            done = state.get("status") == "completed"
+            if cli.text(part.get("tool")) in _FILE_TOOLS and done and isinstance(path, str):
                 files.append(cli.relative_to(worktree, path) if worktree else path)
         elif kind == "step_finish":
             steps += 1
-            last_reason = str(part.get("reason") or "")
+            last_reason = cli.text(part.get("reason"))
             tokens = cli.obj(part.get("tokens"))
             tally.add(tokens, ("input", "input"), ("output", "output"))
             tally.add(cli.obj(tokens.get("cache")), ("input", "read"), ("input", "write"), ("cached", "read"))
-            if isinstance(part.get("cost"), int | float):
-                cost += float(part["cost"])
+            cost += cli.number(part.get("cost")) or 0.0
         elif kind == "error":
             errors.append(_error_text(event.get("error")))
+            retry_after = _retry_after(event.get("error")) or retry_after
     common: dict[str, Any] = {
         "summary": (texts[-1] if texts else "").strip(), "session_id": session, "cost_usd": round(cost, 6),
         "tokens": Tokens(tally.input, tally.output, tally.cached), "turns": steps or None,
@@ -121,15 +125,22 @@ def parse(events: Iterable[dict[str, Any]], exit_code: int | None, stderr: str =
     if not message and last_reason == "length":
         message = "the model stopped at its output limit"
     message = message or f"exited {exit_code} without a finished step"
-    kind = cli.classify(message) or (ErrorKind.CRASH if (exit_code or 0) < 0 else ErrorKind.UNKNOWN)
-    return AgentResult(False, exit_code, error_kind=kind, error_message=message, **common)
+    kind = failure.classify(message) or (ErrorKind.CRASH if (exit_code or 0) < 0 else ErrorKind.UNKNOWN)
+    return AgentResult(False, exit_code, error_kind=kind, error_message=message, retry_after=retry_after, **common)
 
 
 def _error_text(error: object) -> str:
     """OpenCode errors are {name, data: {message, statusCode, ...}}; keep name, status and message."""
     if not isinstance(error, dict):
-        return str(error or "error")
+        return cli.text(error) or "error"
     data = cli.obj(error.get("data"))
-    status = data.get("statusCode")
-    parts = [str(error.get("name") or ""), f"status {status}" if status else "", str(data.get("message") or "")]
+    status = cli.text(data.get("statusCode"))
+    parts = [cli.text(error.get("name")), f"status {status}" if status else "", cli.text(data.get("message"))]
     return ": ".join(p for p in parts if p)
+
+
+def _retry_after(error: object) -> float | None:
+    """The provider's `retry-after` (or `retry-after-ms`) header, which OpenCode passes on with the error."""
+    headers = cli.obj(cli.obj(cli.obj(error).get("data")).get("responseHeaders"))
+    given = {name: cli.text(headers.get(name)) for name in ("retry-after", "retry-after-ms")}
+    return failure.retry_hint(" ".join(f"{name}: {value}" for name, value in given.items() if value))

@@ -3,6 +3,7 @@ command template. No model, no network: the demo and the tests run real plans wi
 
 from __future__ import annotations
 
+import re
 import shlex
 import time
 from pathlib import Path
@@ -29,9 +30,14 @@ class ScriptAgent:
         script = request.script
         if script is None:
             return AgentResult(True, 0, "no script: nothing to do", duration=0.0)
-        if request.cancel.wait(script.delay):
+        # The delay stands for an agent's work: it ends at the task's timeout as an agent's would.
+        if request.cancel.wait(min(script.delay, request.timeout)):
             return AgentResult(False, None, error_kind=ErrorKind.CANCELLED, error_message="cancelled",
                                duration=time.monotonic() - start)
+        if script.delay > request.timeout:
+            return AgentResult(False, None, error_kind=ErrorKind.TIMEOUT,
+                               error_message=f"no result after {request.timeout:.0f}s (hard timeout; the script's "
+                               f"delay is {script.delay:.0f}s)", duration=time.monotonic() - start)
         wt = request.worktree
         touched: list[str] = []
         try:
@@ -81,6 +87,12 @@ class ScriptAgent:
                            duration=time.monotonic() - start)
 
 
+def fill(template: str, **values: str) -> str:
+    """`template` with each `{name}` of `values` replaced; every other brace is left as written (a
+    command's own `awk '{print}'` or `${HOME}`), unlike str.format."""
+    return re.sub(r"\{(" + "|".join(map(re.escape, values)) + r")\}", lambda m: values[m.group(1)], template)
+
+
 class ShellAgent:
     """Runs the profile's command template in the worktree.
 
@@ -96,8 +108,8 @@ class ShellAgent:
                                error_message=f"profile {request.profile.name} has no `command`")
         prompt_file = request.log_dir / "prompt.md"
         prompt_file.write_text(request.prompt)
-        command = template.format(prompt_file=shlex.quote(str(prompt_file)), task_id=shlex.quote(request.task_id),
-                                  worktree=shlex.quote(str(request.worktree)))
+        command = fill(template, prompt_file=shlex.quote(str(prompt_file)), task_id=shlex.quote(request.task_id),
+                       worktree=shlex.quote(str(request.worktree)))
         done = proc.run(command, shell=True, cwd=request.worktree, env=request.env, input=request.prompt,
                         timeout=request.timeout, cancel=request.cancel, confine=request.confine,
                         stdout_path=request.log_dir / "agent.stdout", stderr_path=request.log_dir / "agent.stderr")

@@ -228,7 +228,7 @@ class _Attempt:
             "incidents": self.incidents, "profile": self.profile.name,
             "error_kind": result.error_kind if result and not result.ok else None,
             "session_id": result.session_id if result else None, "cost_usd": result.cost_usd if result else None,
-            "retry_after": getattr(result, "retry_after", None), "rehearsal": self.ctx.rehearsal,
+            "retry_after": result.retry_after if result else None, "rehearsal": self.ctx.rehearsal,
         }
         fields.update(kw)
         rec = TaskRecord(**fields)
@@ -272,7 +272,8 @@ class _Attempt:
                                   "cached": result.tokens.cached},
                           error_kind=result.error_kind.value if result.error_kind else None,
                           error_message=short(result.error_message), seconds=round(result.duration, 3),
-                          sandbox="landlock" if confine.landlock else "off")
+                          sandbox="landlock" if confine.landlock else "off", binary=result.binary,
+                          version=result.version and short(result.version, 200))
         self.incidents += [f"refused or outside its work tree: {short(b, 500)}" for b in result.blocked]
         self.incidents += scrutiny.repo_notes(repo_before, scrutiny.repo_state(ws.tree))
         self.emit(EventKind.TASK_AGENT_DONE, self.agent,
