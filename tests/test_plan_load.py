@@ -15,6 +15,7 @@ import pytest
 
 from plait.errors import Location, PlaitError
 from plait.plan.load import LoadedPlan, PlanError, load_plan
+from plait.plan.model import parse_duration
 
 VALID = """\
 plait: 1
@@ -349,3 +350,18 @@ def test_semantic_errors_raise_with_locations(tmp_path: Path) -> None:
     assert err.message == "task 'ui' needs 'apj', which is not a task in this plan"
     assert err.fix == "did you mean 'api'?"
     assert err.location == Location(str(path), 13, 13)
+
+
+def test_a_crafted_duration_is_rejected_at_once(tmp_path: Path) -> None:
+    """Spacing that made the old single regular expression backtrack for minutes (2 KB of it: hours)."""
+    import time
+
+    crafted = "1" + " " * 2000 + "x"
+    started = time.monotonic()
+    for value in (crafted, "1 " * 1000 + "h", "9" * 2000 + "m"):
+        with pytest.raises(ValueError):
+            parse_duration(value)
+    assert time.monotonic() - started < 5, "linear parsing takes microseconds; the old regex took hours"
+    assert parse_duration("2h 30m") == 9000 and parse_duration("1h1m1s") == 3661
+    with pytest.raises(ValueError):
+        parse_duration("30m 2h")  # units in order, each once

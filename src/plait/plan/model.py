@@ -23,7 +23,11 @@ from pydantic import (
     model_validator,
 )
 
-_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")
+# One `<number><unit>` part of a duration; parts are read one after another (linear in the text: a
+# single regular expression over the whole text backtracked for seconds on crafted spacing).
+_DURATION_PART = re.compile(r"\s*(\d{1,15}(?:\.\d{1,15})?)\s*([hms])")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0}
+MAX_DURATION_TEXT = 64
 ID_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?$"
 
 
@@ -41,15 +45,28 @@ def parse_duration(value: Any) -> float:
         return seconds
     if isinstance(value, str):
         text = value.strip().lower()
-        if re.fullmatch(r"\d+(\.\d+)?", text):
+        if len(text) > MAX_DURATION_TEXT:
+            raise ValueError(f"a duration of {len(text)} characters is not a duration: write e.g. 30s, 90m, 1.5h")
+        if re.fullmatch(r"\d{1,15}(\.\d{1,15})?", text):
             return parse_duration(float(text))
-        match = _DURATION.match(text)
-        if match and any(match.groups()):
-            h, m, s = (float(g) if g else 0.0 for g in match.groups())
-            total = h * 3600 + m * 60 + s
-            if math.isfinite(total):
-                return total
-    raise ValueError(f"{value!r} is not a duration: write e.g. 30s, 90m, 1.5h or 2h30m")
+        total = _parts_seconds(text)
+        if total is not None and math.isfinite(total):
+            return total
+    raise ValueError(f"{str(value)[:80]!r} is not a duration: write e.g. 30s, 90m, 1.5h or 2h30m")
+
+
+def _parts_seconds(text: str) -> float | None:
+    """`2h30m`, `1.5h`, `90m 10s`: units in the order h, m, s, each at most once; None if not that."""
+    pos, last, total = 0, -1, 0.0
+    while pos < len(text):
+        part = _DURATION_PART.match(text, pos)
+        if part is None:
+            return None
+        rank = "hms".index(part.group(2))
+        if rank <= last:
+            return None
+        last, total, pos = rank, total + float(part.group(1)) * _UNIT_SECONDS[part.group(2)], part.end()
+    return total if last >= 0 else None
 
 
 def _seconds_text(seconds: float) -> str:
