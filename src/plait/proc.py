@@ -44,8 +44,10 @@ class Completed:
         return self.returncode == 0 and not self.timed_out and not self.stalled
 
 
-def stop_group(proc: subprocess.Popen[bytes], grace: Sequence[float] = STOP_GRACE_SECONDS) -> int:
-    """Stop a child and its process group: INT -> TERM -> KILL. Returns the exit code."""
+def stop_group(proc: subprocess.Popen[bytes], grace: Sequence[float] | None = None) -> int:
+    """Stop a child and its process group: INT -> TERM -> KILL (grace: STOP_GRACE_SECONDS, read when
+    called). Returns the exit code."""
+    grace = STOP_GRACE_SECONDS if grace is None else grace
     for sig, wait in ((signal.SIGINT, grace[0]), (signal.SIGTERM, grace[1]), (signal.SIGKILL, None)):
         if proc.poll() is not None:
             break
