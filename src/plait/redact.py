@@ -11,6 +11,7 @@ Every writer goes through here: `write_text` for plait's own files, `Store.emit`
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
@@ -38,11 +39,17 @@ def register_env(env: Mapping[str, str]) -> None:
     register(_values(env))
 
 
-def _values(env: Mapping[str, str]) -> set[str]:
-    found = {v for k, v in env.items() if _SECRET_NAME.search(k) and len(v) >= MIN_LENGTH}
-    for value in env.values():
+def _values(env: Mapping[str, str]) -> frozenset[str]:
+    return _values_of(frozenset(env.items()))
+
+
+@functools.lru_cache(maxsize=8)
+def _values_of(items: frozenset[tuple[str, str]]) -> frozenset[str]:
+    # Cached: redact runs on every database row and file write, and the environment rarely changes.
+    found = {v for k, v in items if _SECRET_NAME.search(k) and len(v) >= MIN_LENGTH}
+    for _, value in items:
         found.update(m.group(2) for m in _URL_CREDENTIALS.finditer(value) if len(m.group(2)) >= 4)
-    return found
+    return frozenset(found)
 
 
 def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
