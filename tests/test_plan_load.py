@@ -285,12 +285,14 @@ def test_missing_file(tmp_path: Path) -> None:
                                "or a spectacular plan.md")
 
 
-def test_directory_suggests_the_plan_inside(tmp_path: Path) -> None:
-    write(tmp_path, VALID)
+def test_a_directory_means_the_plan_inside(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
     with pytest.raises(PlanError) as info:
-        load_plan(tmp_path)
+        load_plan(tmp_path / "empty")
     assert info.value.message == "is a directory, not a plan file"
-    assert str(tmp_path / "plan.yaml") in info.value.fix
+    assert "ccpm epic folder" in info.value.fix
+    write(tmp_path, VALID)
+    assert load_plan(tmp_path).plan == load_plan(tmp_path / "plan.yaml").plan
 
 
 def test_unreadable_file(tmp_path: Path) -> None:

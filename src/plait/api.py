@@ -135,11 +135,23 @@ def _context(repo: Repo, plan: Plan, run_id: str, base_sha: str, plan_path: str,
                       protected=_protected(repo, plan_path), rehearsal=rehearsal)
 
 
+def _one_repository(loaded: LoadedPlan, root: Path) -> None:
+    """A plan whose tasks name other repositories (spectacular's `**Repo**:`) cannot run here."""
+    repos = sorted({t.repo for t in loaded.plan.tasks if t.repo})
+    if len(repos) > 1 or (repos and repos[0] != root.name):
+        first = next(i for i, t in enumerate(loaded.plan.tasks) if t.repo)
+        raise PlaitError(f"the plan's tasks name repositories ({', '.join(repos)}), and plait runs one "
+                         "repository at a time", "split the plan per repository and run each part in its "
+                         "repository (the repository's folder name must match the tasks' `repo`)",
+                         loaded.locate("tasks", first, "repo"))
+
+
 def start(plan_path: Path, options: RunOptions, cwd: Path | None = None) -> tuple[Repo, str]:
     """Validate, preflight and record a new run; returns its id (nothing has run yet)."""
     repo = open_repo(cwd)
-    loaded = load_plan(plan_path)
+    loaded = load_plan(plan_path, relax_phases=options.relax_phases, root=repo.root)
     plan = loaded.plan
+    _one_repository(loaded, repo.root)
     base_sha = repo.git.resolve_commit(plan.base or "HEAD")
     _plan_profiles(repo, plan, loaded)  # fail before anything is recorded
     sandbox_warning(repo, plan)

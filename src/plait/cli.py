@@ -19,6 +19,8 @@ from plait.errors import PlaitError
 EXIT_USER_ERROR = 1
 EXIT_BUG = 3
 EXIT_INTERRUPTED = 130
+_RELAX = ("In a phased plan (spectacular, spec-kit), keep only the dependencies a task states instead of "
+          "also running the phases in their written order.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -44,11 +46,28 @@ def schema() -> None:
 @click.argument("plans", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @click.option("--jobs", "-j", type=click.IntRange(1, 256), help="Agents to estimate for (default: recommended).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/check.md).")
-def check(plans: tuple[Path, ...], jobs: int | None, as_json: bool) -> None:
-    """Validate PLANS (plan.yaml or spectacular plan.md) and analyze their parallelization."""
+@click.option("--relax-phases", is_flag=True, help=_RELAX)
+def check(plans: tuple[Path, ...], jobs: int | None, as_json: bool, relax_phases: bool) -> None:
+    """Validate PLANS and analyze their parallelization.
+
+    A plan is plait's plan.yaml, spectacular's plan.md, spec-kit's tasks.md, Taskmaster's tasks.json
+    or a ccpm epic folder (see docs/plan-format.md)."""
     from plait.commands.check import check as run_check
 
-    run_check(list(plans), jobs, as_json, _console())
+    sys.exit(run_check(list(plans), jobs, as_json, relax_phases, _console()))
+
+
+@cli.command("import")
+@click.argument("source", type=click.Path(path_type=Path, readable=False))
+@click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False),
+              help="Where to write the YAML plan (default: print it).")
+@click.option("--force", is_flag=True, help="Replace the output file if it exists.")
+@click.option("--relax-phases", is_flag=True, help=_RELAX)
+def import_cmd(source: Path, output: Path | None, force: bool, relax_phases: bool) -> None:
+    """Convert a plan from another tool (SOURCE: a file or an epic folder) to plait's YAML."""
+    from plait.commands.check import import_plan
+
+    import_plan(source, output, force, relax_phases)
 
 
 @cli.command("run")
@@ -61,14 +80,15 @@ def check(plans: tuple[Path, ...], jobs: int | None, as_json: bool) -> None:
               help="Run the profiles' real agent CLIs against plait's scripted model server (no tokens spent).")
 @click.option("--rehearse-latency", type=click.FloatRange(0), default=0.0, show_default=True,
               help="Seconds per scripted model turn in a rehearsal.")
+@click.option("--relax-phases", is_flag=True, help=_RELAX)
 def run_cmd(plan: Path, jobs: int, deliver: str, max_cost: float | None, rehearse: bool,
-            rehearse_latency: float) -> None:
+            rehearse_latency: float, relax_phases: bool) -> None:
     """Run PLAN: every task in its own sandboxed workspace, in parallel, verified, then integrated."""
     from plait.commands.run import run
     from plait.run.engine import RunOptions
 
     options = RunOptions(jobs=jobs, deliver=deliver, max_cost=max_cost, rehearse=rehearse,
-                         rehearse_latency=rehearse_latency)
+                         rehearse_latency=rehearse_latency, relax_phases=relax_phases)
     sys.exit(run(plan, options, _console()))
 
 

@@ -3,37 +3,125 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import click
 
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
 from rich.tree import Tree
 
+from plait.errors import Location, PlaitError
 from plait.plan.analyze import Analysis, analyze
 from plait.plan.load import LoadedPlan, load_plan
 from plait.plan.model import format_duration as fd
+from plait.plan.validate import Diagnostic, PlanError
+
+PHASED = ("spectacular", "speckit")
 
 
-def check(paths: list[Path], jobs: int | None, as_json: bool, console: Console) -> None:
-    loaded = [load_plan(p) for p in paths]  # raises on the first invalid plan, all its errors listed
-    results = [(lp, analyze(lp.plan, jobs)) for lp in loaded]
+@dataclass(frozen=True)
+class Relaxed:
+    """What `--relax-phases` would change: the plan analyzed with only its stated dependencies."""
+
+    analysis: Analysis
+    dropped: int  # implied edges it would drop
+
+
+def check(paths: list[Path], jobs: int | None, as_json: bool, relax: bool, console: Console) -> int:
+    """Check every plan; 1 when one is invalid. With `as_json`, an invalid plan gives a JSON error document
+    on stdout instead of error lines."""
+    docs: list[dict[str, Any]] = []
+    status = 0
+    for path in paths:
+        try:
+            lp = load_plan(path, relax_phases=relax)
+        except PlanError as exc:
+            if not as_json:
+                raise
+            docs.append(_error_doc(path, exc.diagnostics))
+            status = 1
+            continue
+        a = analyze(lp.plan, jobs)
+        relaxed = None if relax else _relaxed(lp, a.estimate.jobs)
+        if as_json:
+            docs.append(_json(lp, a, relaxed))
+        else:
+            render(lp, a, console, relaxed)
     if as_json:
-        docs = [_json(lp, a) for lp, a in results]
         console.print_json(json.dumps(docs[0] if len(docs) == 1 else docs))
-        return
-    for lp, a in results:
-        render(lp, a, console)
+    return status
 
 
-def _json(lp: LoadedPlan, a: Analysis) -> dict[str, Any]:
+def _relaxed(lp: LoadedPlan, jobs: int | None) -> Relaxed | None:
+    """The same plan with `--relax-phases`, when that changes its dependencies."""
+    if lp.format not in PHASED or not lp.inferred:
+        return None
+    try:
+        other = load_plan(lp.path, relax_phases=True)
+    except PlanError:
+        return None
+    def edges(plan: LoadedPlan) -> set[tuple[str, str]]:
+        return {(t.id, need) for t in plan.plan.tasks for need in t.needs}
+
+    dropped = len(edges(lp) - edges(other))
+    if dropped <= 0:
+        return None
+    return Relaxed(analyze(other.plan, jobs), dropped)
+
+
+def _error_doc(path: Path, found: tuple[Diagnostic, ...]) -> dict[str, Any]:
+    def one(d: Diagnostic) -> dict[str, Any]:
+        where = d.location
+        return {"severity": d.severity, "message": d.message, "fix": d.fix, "location": str(where),
+                "file": where.path, "line": where.line, "column": where.column}
+
+    return {"path": str(path), "valid": False, "errors": [one(d) for d in found if d.severity == "error"]}
+
+
+def _json(lp: LoadedPlan, a: Analysis, relaxed: Relaxed | None) -> dict[str, Any]:
     doc = a.to_json()
     doc["path"] = str(lp.path)
+    doc["valid"] = True
+    doc["format"] = lp.format
     doc["warnings"] = [str(w) for w in lp.warnings]
     for finding, raw in zip(a.findings, doc["findings"], strict=True):
         raw["location"] = str(_locate(lp, finding.tasks))
+    if relaxed:
+        doc["relax_phases"] = {"implied_edges_dropped": relaxed.dropped,
+                               "critical_path_seconds": relaxed.analysis.critical_path_seconds,
+                               "wall_seconds": relaxed.analysis.estimate.wall_seconds,
+                               "speedup": relaxed.analysis.estimate.speedup}
     return doc
+
+
+def import_plan(source: Path, output: Path | None, force: bool, relax: bool) -> None:
+    """`plait import`: any plan format to plait's YAML (printed, or written to `output`)."""
+    from plait.plan.export import to_yaml
+
+    lp = load_plan(source, relax_phases=relax)
+    text = to_yaml(lp, str(source))
+    for w in lp.warnings[:5]:
+        click.echo(f"plait: warning: {w}", err=True)
+    if len(lp.warnings) > 5:
+        click.echo(f"plait: {len(lp.warnings) - 5} more warnings: see `plait check {source}`", err=True)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    if output.exists() and not force:
+        raise PlaitError(f"{output} already exists", "choose another --output, or add --force to replace it",
+                         Location(str(output)))
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise PlaitError(f"cannot write {output}: {exc.strerror or exc}", "check the folder exists and is "
+                         "writable", Location(str(output))) from None
+    implied = sum(len(a) for a in lp.inferred.values())
+    click.echo(f"wrote {output}: {len(lp.plan.tasks)} tasks from a {lp.format} plan"
+               + (f", {implied} implied dependencies marked `# implied:`" if implied else ""), err=True)
 
 
 def _locate(lp: LoadedPlan, task_ids: tuple[str, ...]) -> object:
@@ -43,9 +131,9 @@ def _locate(lp: LoadedPlan, task_ids: tuple[str, ...]) -> object:
     return lp.locate()
 
 
-def render(lp: LoadedPlan, a: Analysis, console: Console) -> None:
+def render(lp: LoadedPlan, a: Analysis, console: Console, relaxed: Relaxed | None = None) -> None:
     plan = lp.plan
-    console.rule(f"[bold]{plan.name}[/]  {lp.path}")
+    console.rule(f"[bold]{plan.name}[/]  {lp.path}" + ("" if lp.format == "yaml" else f"  [dim]({lp.format})[/]"))
     for w in lp.warnings:
         console.print(f"[yellow]warning[/] {w}")
 
@@ -86,4 +174,10 @@ def render(lp: LoadedPlan, a: Analysis, console: Console) -> None:
             f"[bold]recommended agents: {a.recommended_agents}[/] — {a.recommended_reason}"]
     for f in a.findings:
         body.append(f"[yellow]{f.kind}[/] {_locate(lp, f.tasks)}: {f.message} — {f.fix}")
+    if relaxed:
+        r = relaxed.analysis
+        body.append(f"[bold]--relax-phases[/] would drop {relaxed.dropped} dependencies that only the phase order "
+                    f"implies: critical path {fd(a.critical_path_seconds)} -> {fd(r.critical_path_seconds)}, "
+                    f"wall time at --jobs {e.jobs} {fd(e.wall_seconds)} -> {fd(r.estimate.wall_seconds)}. Use it "
+                    "only if no task relies on an earlier phase's work without stating it.")
     console.print(Panel(Group(*body), title="Analysis", expand=False))

@@ -1,5 +1,9 @@
-"""Read a plan file (YAML, or spectacular's markdown) into a validated `Plan`, keeping where every
-value came from so that each problem is reported as `file:line:col: what — how to fix it`."""
+"""Read a plan file into a validated `Plan`, keeping where every value came from so that each problem is
+reported as `file:line:col: what — how to fix it`.
+
+Formats, told apart by their content: plait's YAML; spectacular's `plan.md` (also split into one file per
+phase behind an index that links them); GitHub spec-kit's `tasks.md`; Taskmaster's `tasks.json`; a ccpm
+epic folder. Every problem of a plan (reading, schema and checks) is reported at once."""
 
 from __future__ import annotations
 
@@ -12,12 +16,14 @@ import yaml
 from pydantic import ValidationError
 
 from plait.errors import Location
-from plait.plan.markdown import parse_markdown
+from plait.plan.formats import Parsed, Position
+from plait.plan.markdown import has_tasks, linked_parts, parse_markdown
 from plait.plan.model import Plan
 from plait.plan.validate import Diagnostic, PlanError, error, kind, schema_diagnostic, shown, validate
 
 Keys = tuple[str | int, ...]
-Positions = dict[Keys, tuple[int, int]]
+Positions = dict[Keys, Position]
+FORMATS = ("yaml", "spectacular", "speckit", "taskmaster", "ccpm")
 
 __all__ = ["Diagnostic", "LoadedPlan", "PlanError", "load_plan"]
 
@@ -27,43 +33,111 @@ class LoadedPlan:
     plan: Plan
     path: Path
     warnings: tuple[Diagnostic, ...] = ()
-    positions: Mapping[Keys, tuple[int, int]] = field(default_factory=dict, repr=False, compare=False)
+    positions: Mapping[Keys, Position] = field(default_factory=dict, repr=False, compare=False)
+    format: str = "yaml"
+    # task id -> {needed id: why}, for the edges the plan's format implies rather than states
+    inferred: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False, compare=False)
 
     def locate(self, *keys: str | int) -> Location:
         """Where `keys` (e.g. "tasks", 3, "files", 0) is in the file, or its nearest enclosing node."""
         return locate_in(str(self.path), self.positions, keys)
 
 
-def locate_in(source: str, positions: Mapping[Keys, tuple[int, int]], keys: Keys) -> Location:
+def locate_in(source: str, positions: Mapping[Keys, Position], keys: Keys) -> Location:
     path = tuple(keys)
     while path and path not in positions:
         path = path[:-1]
-    line, column = positions.get(path, (1, 1))
-    return Location(source, line, column)
+    where = positions.get(path, (1, 1))
+    if len(where) == 3:  # in another file of a plan that spans several
+        return Location(str(where[0]), int(where[1]), int(where[2]))
+    return Location(source, int(where[0]), int(where[1]))
 
 
-def load_plan(path: str | Path) -> LoadedPlan:
-    """Parse, type-check and validate a plan. Raises PlanError listing every error found."""
+def load_plan(path: str | Path, *, relax_phases: bool = False, root: Path | None = None) -> LoadedPlan:
+    """Parse, type-check and validate a plan. Raises PlanError listing every error found.
+    `relax_phases`: keep only the dependencies a phased plan states (see docs/plan-format.md).
+    `root`: the repository (found from the plan's place when not given)."""
     path = Path(path)
     source = str(path)
-    text = _read(path, source)
-    if path.suffix.lower() in (".md", ".markdown"):
-        md = parse_markdown(text, source)
-        data, positions, early = md.data, md.positions, md.warnings
-    else:
-        data, positions, early = _parse_yaml(text, source)
-    # Errors found while reading (duplicate keys) are reported together with the schema's.
-    plan = _to_model(data, positions, source, [d for d in early if d.severity == "error"])
-    found = [*early, *validate(plan, lambda *keys: locate_in(source, positions, keys))]
+    fmt, parsed = read_plan(path, relax_phases, root)
+    data, positions = parsed.data, parsed.positions
+    early = parsed.warnings
+    read_errors = [d for d in early if d.severity == "error"]
+    if read_errors and not data.get("tasks"):  # the schema could only add "the plan has no tasks"
+        raise PlanError(_ordered(read_errors))
+    # Errors found while reading are reported together with the schema's and the checks'.
+    plan = _to_model(data, positions, source, read_errors)
+    found = [*early, *validate(plan, lambda *keys: locate_in(source, positions, keys))]  # read errors too
     errors = [d for d in found if d.severity == "error"]
     if errors:
         raise PlanError(_ordered(errors))
-    return LoadedPlan(plan, path, tuple(d for d in found if d.severity == "warning"), positions)
+    warnings = tuple(_ordered([d for d in found if d.severity == "warning"]))
+    return LoadedPlan(plan, path, warnings, positions, fmt, parsed.inferred)
+
+
+def read_plan(path: Path, relax_phases: bool = False, root: Path | None = None) -> tuple[str, Parsed]:
+    """The plan's format and its data, before type-checking; raises PlanError when it cannot be read."""
+    source = str(path)
+    root = root if root is not None else _repository_of(path)
+    if path.is_dir():
+        return _read_folder(path, relax_phases, root)
+    text = _read(path, source)
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        from plait.plan.formats.taskmaster import parse_taskmaster
+
+        return "taskmaster", parse_taskmaster(text, source, relax_phases=relax_phases)
+    if suffix in (".md", ".markdown"):
+        try:  # TEMPORARY while the reader is written
+            from plait.plan.formats.speckit import looks_like_speckit, parse_speckit
+        except ModuleNotFoundError:
+            looks_like_speckit = lambda text: False  # noqa: E731
+        if looks_like_speckit(text):
+            return "speckit", parse_speckit(text, source, relax_phases=relax_phases)
+        if path.name.lower() not in ("epic.md",) and _ccpm_task(text):
+            return _read_folder(path.parent, relax_phases, root)
+        parts = [] if has_tasks(text) else linked_parts(text, path.parent)
+        documents = [(str(p), _read(p, str(p))) for p in parts]
+        return "spectacular", parse_markdown(text, source, relax_phases=relax_phases, root=root, parts=documents)
+    data, positions, early = _parse_yaml(text, source)
+    return "yaml", Parsed(data, dict(positions), early)
+
+
+def _read_folder(path: Path, relax_phases: bool, root: Path | None) -> tuple[str, Parsed]:
+    """A folder: a ccpm epic, a Taskmaster project, or a folder holding a plan file."""
+    from plait.plan.formats.ccpm import looks_like_ccpm, parse_ccpm
+
+    if looks_like_ccpm(path):
+        return "ccpm", parse_ccpm(path, relax_phases=relax_phases)
+    for inside in (".taskmaster/tasks/tasks.json", "tasks/tasks.json", "plan.yaml", "plan.yml", "plan.md",
+                   "tasks.md", "README.md"):
+        if (path / inside).is_file():
+            return read_plan(path / inside, relax_phases, root)
+    _fail("is a directory, not a plan file", "give the path of a plan file (plan.yaml, plan.md, tasks.md, "
+          "tasks.json) or of a ccpm epic folder", Location(str(path)))
+
+
+def _ccpm_task(text: str) -> bool:
+    """A ccpm task file (front matter with `depends_on`): its epic is the folder."""
+    head = text[:2000]
+    return head.startswith("---") and "depends_on" in head
+
+
+def _repository_of(path: Path) -> Path | None:
+    """The folder above the plan that holds `.git` (looked up on disk: no git command is run)."""
+    try:
+        here = path.resolve().parent if not path.is_dir() else path.resolve()
+    except OSError:
+        return None
+    for folder in (here, *here.parents):
+        if (folder / ".git").exists():
+            return folder
+    return None
 
 
 def _ordered(found: list[Diagnostic]) -> list[Diagnostic]:
     unique = list(dict.fromkeys(found))
-    return sorted(unique, key=lambda d: (d.location.line, d.location.column))
+    return sorted(unique, key=lambda d: (d.location.path, d.location.line, d.location.column))
 
 
 def _fail(message: str, fix: str, location: Location) -> NoReturn:
@@ -220,7 +294,9 @@ def _yaml_error(exc: yaml.MarkedYAMLError, source: str) -> Diagnostic:
 
 
 def _to_model(data: dict[str, Any], positions: Positions, source: str, earlier: list[Diagnostic]) -> Plan:
-    """Type-check the data; every schema error becomes a located, plain-English diagnostic."""
+    """Type-check the data; every schema error becomes a located, plain-English diagnostic. `earlier`
+    (errors found while reading) are raised with the schema's; when the schema is satisfied, the caller
+    reports them with the checks'."""
     found = list(earlier)
     version = data.get("plait")
     if "plait" not in data:
@@ -241,7 +317,7 @@ def _to_model(data: dict[str, Any], positions: Positions, source: str, earlier: 
         found.append(error("a number is too large", "use a smaller number",
                            locate_in(source, positions, _huge_number(data))))
         raise PlanError(_ordered(found)) from None
-    if found:
+    if len(found) > len(earlier):  # the version is wrong: the checks would judge a plan of another format
         raise PlanError(_ordered(found))
     return plan
 

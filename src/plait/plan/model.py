@@ -108,8 +108,9 @@ class Size(StrEnum):
 
 
 SIZE_SECONDS: dict[Size, float] = {Size.S: 3600.0, Size.M: 7200.0, Size.L: 14400.0, Size.XL: 28800.0}
-# The largest estimate a single task may carry before validation asks for a split.
-MAX_TASK_SECONDS = 6 * 3600.0
+# The largest estimate a single task may carry before validation asks for a split (spectacular's rule:
+# only XL, over 8h, must be split).
+MAX_TASK_SECONDS = 8 * 3600.0
 
 
 class _Strict(BaseModel):
@@ -178,6 +179,10 @@ class Task(_Strict):
     agent: str | None = Field(None, description="Agent profile; the plan default when absent.")
     needs: list[str] = Field(default_factory=list, description="Ids of tasks whose work this one builds on.")
     files: list[str] = Field(default_factory=list, description="Declared scope: repo-relative paths or globs.")
+    reads: list[str] = Field(default_factory=list, description="Files the task reads but does not change "
+                             "(inputs, not write scope): repo-relative paths or globs.")
+    repo: str | None = Field(None, description="In a plan that spans repositories, the one this task changes. "
+                             "plait runs one repository at a time.")
     size: Size = Size.M
     estimate: Duration | None = Field(None, description="Explicit estimate; otherwise from size.")
     verify: str | None = Field(None, description="Shell command that proves the task works.")

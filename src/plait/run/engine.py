@@ -43,6 +43,7 @@ class RunOptions:
     retry_base_seconds: float = 1.0
     rehearse: bool = False  # real agent CLIs against plait's scripted model server
     rehearse_latency: float = 0.0  # seconds per scripted model turn
+    relax_phases: bool = False  # a phased plan keeps only its stated dependencies
 
 
 Listener = Callable[[str, str | None, Mapping[str, Any]], None]
