@@ -109,10 +109,10 @@ def test_xl_tasks_must_be_split() -> None:
 
 
 def test_estimates_over_the_limit_must_be_split() -> None:
-    d = only(errors(plan(task("big", estimate="7h"))))
-    assert d.message == "task 'big' is estimated at 7h, over the 6h limit for one agent"
-    assert "at most L" in d.fix
-    assert errors(plan(task("ok", estimate="6h"))) == []
+    d = only(errors(plan(task("big", estimate="9h"))))
+    assert d.message == "task 'big' is estimated at 9h, over the 8h limit for one agent"
+    assert "at most" in d.fix
+    assert errors(plan(task("ok", estimate="8h"))) == []
 
 
 def test_infinite_durations_are_located_errors(tmp_path: Path) -> None:
