@@ -259,3 +259,26 @@ def test_check_shows_what_relaxing_the_phases_would_gain() -> None:
     assert doc["format"] == "spectacular"
     assert doc["relax_phases"]["implied_edges_dropped"] == 4
     assert doc["relax_phases"]["critical_path_seconds"] < doc["critical_path_seconds"]
+
+
+def test_absolute_paths_from_the_author_s_worktree_are_one_warning(tmp_path: Path) -> None:
+    files = "\n".join(f"- `/Users/someone/proj/.worktrees/825bce-main/src/{name}.go`" for name in "abc")
+    loaded = load_plan(write(tmp_path, f"## Phase 1: A (Parallel)\n### Task 1: a\n**Files**:\n{files}\n"))
+    assert loaded.plan.tasks[0].files == ["src/a.go", "src/b.go", "src/c.go"]
+    assert messages(loaded) == ["task 1: absolute path '/Users/someone/proj/.worktrees/825bce-main/src/a.go' read "
+                                "as 'src/a.go' and 2 more"]
+
+
+def test_the_steps_after_a_files_list_are_not_files(tmp_path: Path) -> None:
+    loaded = load_plan(write(tmp_path, """\
+### Task 1: Config
+
+**Files:**
+- Modify: `config.go` (struct at `:31-44`)
+- Test: `config_test.go`
+
+- [ ] **Step 1: Write the failing tests** — append to `other_test.go`:
+- [ ] **Step 2: Run to verify failure**
+"""))
+    assert loaded.plan.tasks[0].files == ["config.go", "config_test.go"]
+    assert messages(loaded) == []

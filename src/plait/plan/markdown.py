@@ -174,6 +174,7 @@ class _Parser:
         self.section: str | None = None  # the field a following list belongs to, or "prose"
         self.origin: list[tuple[str, int]] = []  # line index -> (file, line)
         self.implicit: _Phase | None = None
+        self.absolute: list[tuple[str, str, str | None, int, int]] = []  # task, path, relative path, where
 
     def at(self, n: int, column: int = 1) -> Location:
         source, line = self.origin[n] if n < len(self.origin) else (self.source, n + 1)
@@ -385,6 +386,8 @@ class _Parser:
                 self._field(task, kind, found.group("rest").strip(), n, found.start("rest") + 1, line)
                 return
         item = _ITEM.match(line)
+        if item and item.group("box") is not None and self.section in ("files", "deps"):
+            self.section = "prose"  # `- [ ] **Step 1**…`: the steps after a Files list, not files
         if item and self.section in _LIST_SECTIONS and len(item.group("indent")) <= 3:
             text, column = item.group("text").strip(), item.start("text") + 1
             if self.section == "files":
@@ -501,17 +504,20 @@ class _Parser:
                 (task.reads if reads else task.files).append((path, n, column + offset + at))
 
     def _relative(self, task: _Task, path: str, n: int, column: int) -> str | None:
+        """A Files path relative to the repository. An absolute one is read relative when it is under the
+        repository, or under a folder of the repository's name or a `.worktrees/<name>/` folder (the
+        author's checkout); otherwise it is an error. Each kind is reported once per plan."""
         if not path.startswith("/"):
             return path.removeprefix("./")
-        root = str(self.root).rstrip("/") + "/" if self.root else None
-        if root and path.startswith(root):
-            relative = path[len(root):]
-            self.warn(f"task {task.id}: absolute path '{path}' read as '{relative}'",
-                      "write paths relative to the repository root", n, column)
-            return relative
-        self.err(f"task {task.id}: absolute path '{path}' is outside the repository",
-                 "write paths relative to the repository root", n, column)
-        return None
+        relative = None
+        if self.root and path.startswith(str(self.root).rstrip("/") + "/"):
+            relative = path[len(str(self.root).rstrip("/")) + 1:]
+        elif (worktree := re.search(r"/\.worktrees/[^/]+/", path)) is not None:
+            relative = path[worktree.end():]
+        elif self.root and (at := path.rfind(f"/{self.root.name}/")) >= 0:
+            relative = path[at + len(self.root.name) + 2:]
+        self.absolute.append((task.id, path, relative, n, column))
+        return relative or None
 
     def _complexity(self, task: _Task, text: str, n: int, column: int, only_estimate: bool = False) -> None:
         text = text.strip().strip("*`").strip()
@@ -568,10 +574,15 @@ class _Parser:
                          phase.line)
             elif phase.tasks and phase.strategy is None:
                 phase.strategy = "sequential"
-                if phase is not self.implicit or len(phase.tasks) > 1:
+                if phase is self.implicit and len(phase.tasks) > 1:
+                    self.warn("the plan has no phases: its tasks run one after another, in the order written",
+                              "to run some at once, group them under `## Phase 1: Name` headings with "
+                              "`**Strategy**: parallel`", phase.line)
+                elif phase is not self.implicit:
                     self.warn(f"{phase.label} does not say whether its tasks run in parallel; treating it as "
                               "sequential", "add `**Strategy**: parallel` (or sequential) under its heading",
                               phase.line)
+        self._absolute_paths()
         repos = sorted({t.repo for t in tasks if t.repo})
         if len(repos) > 1:
             self.warn(f"this plan spans repositories ({', '.join(repos)}): plait runs one repository at a "
@@ -579,6 +590,20 @@ class _Parser:
                       self.phases[0].line if self.phases else 0)
         self._resolve(tasks, relax)
         return self._data(tasks)
+
+    def _absolute_paths(self) -> None:
+        read = [a for a in self.absolute if a[2]]
+        if read:
+            task, path, relative, n, column = read[0]
+            more = f" and {len(read) - 1} more" if len(read) > 1 else ""
+            self.warn(f"task {task}: absolute path '{path}' read as '{relative}'{more}",
+                      "write paths relative to the repository root", n, column)
+        outside = [a for a in self.absolute if not a[2]]
+        if outside:
+            task, path, _, n, column = outside[0]
+            more = f" (and {len(outside) - 1} more absolute paths)" if len(outside) > 1 else ""
+            self.err(f"task {task}: absolute path '{path}' is outside the repository{more}",
+                     "write paths relative to the repository root", n, column)
 
     def _resolve(self, tasks: list[_Task], relax: bool) -> None:
         ids = {_norm(t.id): t for t in reversed(tasks)}
