@@ -102,6 +102,9 @@ def import_plan(source: Path, output: Path | None, force: bool, relax: bool) -> 
     """`plait import`: any plan format to plait's YAML (printed, or written to `output`)."""
     from plait.plan.export import to_yaml
 
+    if output is not None and output.exists() and not force:
+        raise PlaitError(f"{output} already exists", "choose another --output, or add --force to replace it",
+                         Location(str(output)))
     lp = load_plan(source, relax_phases=relax)
     text = to_yaml(lp, str(source))
     for w in lp.warnings[:5]:
@@ -111,9 +114,6 @@ def import_plan(source: Path, output: Path | None, force: bool, relax: bool) -> 
     if output is None:
         click.echo(text, nl=False)
         return
-    if output.exists() and not force:
-        raise PlaitError(f"{output} already exists", "choose another --output, or add --force to replace it",
-                         Location(str(output)))
     try:
         output.write_text(text, encoding="utf-8")
     except OSError as exc:
