@@ -41,7 +41,7 @@ def phased_plans(draw: st.DrawFn, always_state: bool = False) -> Spec:
                            min_size=1, max_size=4))
     spec = Spec(phases, {}, {})
     ids = spec.ids()
-    for k, (phase, task) in enumerate(ids):
+    for k, (_phase, task) in enumerate(ids):
         earlier = [t for _, t in ids[:k]]
         state = always_state or draw(st.booleans())
         spec.stated[task] = sorted(draw(st.sets(st.sampled_from(earlier)))) if state and earlier else (

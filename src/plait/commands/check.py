@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table

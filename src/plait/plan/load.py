@@ -88,10 +88,8 @@ def read_plan(path: Path, relax_phases: bool = False, root: Path | None = None) 
 
         return "taskmaster", parse_taskmaster(text, source, relax_phases=relax_phases)
     if suffix in (".md", ".markdown"):
-        try:  # TEMPORARY while the reader is written
-            from plait.plan.formats.speckit import looks_like_speckit, parse_speckit
-        except ModuleNotFoundError:
-            looks_like_speckit = lambda text: False  # noqa: E731
+        from plait.plan.formats.speckit import looks_like_speckit, parse_speckit
+
         if looks_like_speckit(text):
             return "speckit", parse_speckit(text, source, relax_phases=relax_phases)
         if path.name.lower() not in ("epic.md",) and _ccpm_task(text):
