@@ -15,6 +15,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import test_format_speckit as speckit
+import test_format_taskmaster as taskmaster
 from plait.commands.check import import_plan
 from plait.plan.load import load_plan
 
@@ -151,3 +153,41 @@ def test_spectacular_plans_round_trip_through_import(tmp_path_factory: object, s
     assert load_plan(yaml_path).plan == load_plan(path, relax_phases=relax).plan
     text = yaml_path.read_text()
     assert text.count("  # implied:") == sum(len(v) for v in load_plan(path, relax_phases=relax).inferred.values())
+
+
+ROUND_TRIP = settings(max_examples=25, deadline=None,
+                      suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+
+def same_dag_through_import(source: Path, want: dict[str, list[str]], relax: bool = False) -> None:
+    """SOURCE loads to `want`, and its imported YAML loads back to the same plan and the same DAG."""
+    loaded = load_plan(source, relax_phases=relax)
+    assert {t.id: sorted(t.needs) for t in loaded.plan.tasks} == {t: sorted(n) for t, n in want.items()}
+    again = load_plan(imported(source, relax))
+    assert again.plan == loaded.plan
+    assert again.format == "yaml"
+
+
+@ROUND_TRIP
+@given(data=st.data())
+def test_taskmaster_plans_round_trip_through_import(tmp_path_factory: object, data: st.DataObject) -> None:
+    tasks = data.draw(taskmaster.plans())
+    want, _ = taskmaster.expected(tasks)
+    if not want:
+        return  # every task done: nothing to import (tested in test_format_taskmaster)
+    path = Path(tmp_path_factory.mktemp("tm")) / "tasks.json"  # type: ignore[attr-defined]
+    path.write_text(taskmaster.render(tasks, 2))
+    same_dag_through_import(path, want)
+
+
+@ROUND_TRIP
+@given(data=st.data(), relax=st.booleans())
+def test_speckit_plans_round_trip_through_import(tmp_path_factory: object, data: st.DataObject,
+                                                 relax: bool) -> None:
+    tasks = data.draw(speckit.plans())
+    want, _ = speckit.expected(tasks, relax)
+    if not want:
+        return
+    path = Path(tmp_path_factory.mktemp("sk")) / "tasks.md"  # type: ignore[attr-defined]
+    path.write_text(speckit.render(tasks))
+    same_dag_through_import(path, want, relax)
