@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from plait.errors import Location
 from plait.plan.formats import Parsed, Position
-from plait.plan.markdown import has_tasks, linked_parts, parse_markdown
+from plait.plan.markdown import has_tasks, linked_parts, parse_markdown, title_only
 from plait.plan.model import Plan
 from plait.plan.validate import Diagnostic, PlanError, error, kind, schema_diagnostic, shown, validate
 
@@ -96,6 +96,8 @@ def read_plan(path: Path, relax_phases: bool = False, root: Path | None = None) 
             return _read_folder(path.parent, relax_phases, root)
         parts = [] if has_tasks(text) else linked_parts(text, path.parent)
         documents = [(str(p), _read(p, str(p))) for p in parts]
+        if documents:  # a split plan: the index gives the title, the linked files the phases and tasks
+            text = title_only(text)
         return "spectacular", parse_markdown(text, source, relax_phases=relax_phases, root=root, parts=documents)
     data, positions, early = _parse_yaml(text, source)
     return "yaml", Parsed(data, dict(positions), early)

@@ -71,7 +71,7 @@ _SIZE_RANGE = {"S": (0.0, 2.5), "M": (2.0, 5.5), "L": (4.0, 8.0), "XL": (8.0, 1e
 _FILE_VERB = re.compile(r"^(?:create|created|new|add|added|modify|modified|update|updated|edit|edited|change|"
                         r"changed|delete|deleted|remove|removed|rename|renamed|test|tests|extend|move)\s*:\s*", re.I)
 _READ_ONLY = re.compile(r"\((?:read[- ]?only|reference|read)\)|\bread[- ]only\b", re.I)
-_PATHISH = re.compile(r"^(?:\.{0,2}/)?[\w@~.+-][\w@~.+/*{},\[\]-]*$")
+_PATHISH = re.compile(r"^(?:\.{0,2}/)?[\w@~.+$(\[-][\w@~.+/*{},\[\]()$=-]*$")
 _KNOWN_FILES = {"makefile", "dockerfile", "readme", "license", "procfile", "gemfile", "rakefile", "justfile",
                 "claude.md", "agents.md", "go.mod", "cargo.toml", "package.json", "pyproject.toml"}
 _DEP_TOKEN = re.compile(r"\s[-—–]\s|,|;|&|\+|/|[A-Za-z0-9][\w.-]{0,80}")
@@ -132,8 +132,15 @@ def linked_parts(text: str, folder: Path) -> list[Path]:
 
 
 def has_tasks(text: str) -> bool:
-    """Whether a markdown file holds phases or tasks itself (a split plan's index holds neither)."""
-    return any(_is_phase(line) or _is_task(line) for line in text.splitlines())
+    """Whether a markdown file holds tasks itself (a split plan's index may list phases, not tasks)."""
+    return any(_is_task(line) for line in text.splitlines())
+
+
+def title_only(text: str) -> str:
+    """An index file's front matter and title, its other lines blank (so line numbers stay right)."""
+    lines = text.splitlines()
+    at = next((i for i, line in enumerate(lines) if line.startswith("# ")), -1)
+    return "\n".join(line if i <= at else "" for i, line in enumerate(lines))
 
 
 def _is_phase(line: str) -> bool:
@@ -174,6 +181,8 @@ class _Parser:
         self.section: str | None = None  # the field a following list belongs to, or "prose"
         self.origin: list[tuple[str, int]] = []  # line index -> (file, line)
         self.implicit: _Phase | None = None
+        self.table_strategy: dict[str, str] = {}  # phase number -> strategy, from an overview table
+        self.stray = False  # inside a phase, under a heading that is not a task (task fields there are lost)
         self.absolute: list[tuple[str, str, str | None, int, int]] = []  # task, path, relative path, where
 
     def at(self, n: int, column: int = 1) -> Location:
@@ -219,9 +228,20 @@ class _Parser:
                 self._compact(compact, n, has_phases)
             elif self.task:
                 self._task_line(self.task, line, n)
+            elif line.startswith("|"):
+                self._table_row(line)
             elif self.phase or not self.phases:
                 self._section_line(line, n)
         return self._build(relax)
+
+    def _table_row(self, line: str) -> None:
+        """`| 2 | Parallel | … |` in a phase overview table: phase 2's strategy, unless the phase says."""
+        cells = [re.sub(r"[*_`]", "", c).strip().lower() for c in line.strip().strip("|").split("|")[:12]]
+        number = re.fullmatch(r"(?:phase\s+)?(\d{1,9})", cells[0]) if cells else None
+        strategy = next((c.split()[0] for c in cells[1:] if c.split() and c.split()[0] in ("parallel", "sequential")),
+                        None)
+        if number and strategy:
+            self.table_strategy.setdefault(number.group(1), strategy)
 
     def _front_matter(self, lines: list[str], source: str) -> int:
         if not lines or lines[0].strip() != "---":
@@ -301,6 +321,7 @@ class _Parser:
             number = phase.group("num")
             self.phase = _Phase(f"Phase {number}", _norm(number), n, level, found)
             self.phases.append(self.phase)
+            self.stray = False
         elif task and (in_phase or not has_phases):
             if self.phase is None:
                 self.implicit = self.implicit or self._implicit_phase(n, level)
@@ -313,6 +334,7 @@ class _Parser:
             self.task.body.append("#" * level + " " + text)
             self.section = None
         elif self.phase:
+            self.stray = True
             shown = f"{'#' * level} {text[:60]}"
             if re.match(r"task\s*[:—–-]", text, re.I):  # `### Task: Setup`: a task without its id
                 self.err(f"task heading '{shown}' has no id", "write it as `### Task 1.1: Name` (ids: "
@@ -376,9 +398,10 @@ class _Parser:
         found = _BOLD_FIELD.match(line) or _PLAIN_FIELD.match(line)
         if found:
             label = re.sub(r"\s+", " ", found.group("label").strip().lower())
-            kind = _LABELS.get(label)
-            bullet = bool(found.group("bullet"))
-            if not bullet or (kind and self.section != "prose" and len(found.group("indent")) <= 1):
+            kind = _label(label)
+            bullet, indent = bool(found.group("bullet")), len(found.group("indent"))
+            nested = self.section == "prose" and indent > 0  # `   **Files to migrate:**` inside a step
+            if not nested and (not bullet or (kind and self.section != "prose" and indent <= 1)):
                 if kind is None:  # `**Implementation Steps**:`, `**Notes**:` …: prose, with its lists
                     self.section = "prose"
                     task.body.append(line)
@@ -388,6 +411,8 @@ class _Parser:
         item = _ITEM.match(line)
         if item and item.group("box") is not None and self.section in ("files", "deps"):
             self.section = "prose"  # `- [ ] **Step 1**…`: the steps after a Files list, not files
+        if item and self.section in ("files", "deps", "gates") and item.group(0).lstrip()[0].isdigit():
+            self.section = "prose"  # `4. **Run tests**`: the next step, not a file
         if item and self.section in _LIST_SECTIONS and len(item.group("indent")) <= 3:
             text, column = item.group("text").strip(), item.start("text") + 1
             if self.section == "files":
@@ -461,7 +486,7 @@ class _Parser:
         if not found:
             return
         label = re.sub(r"\s+", " ", found.group("label").strip().lower())
-        kind, rest = _LABELS.get(label), found.group("rest").strip()
+        kind, rest = _label(label), found.group("rest").strip()
         if kind == "feature" and not self.phases:
             self.front.setdefault("feature", rest.strip("`*"))
         elif self.phase is None:
@@ -470,7 +495,7 @@ class _Parser:
             self.phase.strategy = self._strategy(rest, n)
         elif kind == "repos":
             self.phase.repos = rest
-        elif kind in ("files", "size") and not found.group("bullet") and not self.phase.broken:
+        elif kind in ("files", "size") and not found.group("bullet") and self.stray and not self.phase.broken:
             self.err(f"`{label}` given outside any task", "start the task with a `### Task 1.1: Name` heading", n)
             self.phase.broken = True
 
@@ -491,6 +516,7 @@ class _Parser:
         quoted = [(m.group(1).strip(), m.start(1)) for m in re.finditer(r"`([^`\n]{1,400})`", body)]
         candidates = [(p, o) for p, o in quoted if _is_path(p, quoted=True)] if quoted else []
         if not quoted:
+            body = re.sub(r"\\([\\`*_{}\[\]()#+.!$-])", r"\1", body)  # `src/\_\_tests\_\_` is `src/__tests__`
             word = re.match(r"\s*(\S+)", body)
             if word and _is_path(word.group(1).rstrip(",;:")):
                 candidates = [(word.group(1).rstrip(",;:"), word.start(1))]
@@ -572,8 +598,12 @@ class _Parser:
             if not phase.tasks and not phase.broken:
                 self.err(f"{phase.label} has no tasks", "add `### Task` sections to it or remove the phase",
                          phase.line)
+            elif phase.tasks and phase.strategy is None and phase.number in self.table_strategy:
+                phase.strategy = self.table_strategy[phase.number]
             elif phase.tasks and phase.strategy is None:
                 phase.strategy = "sequential"
+                if len(phase.tasks) == 1:
+                    continue  # one task: its order is the same either way
                 if phase is self.implicit and len(phase.tasks) > 1:
                     self.warn("the plan has no phases: its tasks run one after another, in the order written",
                               "to run some at once, group them under `## Phase 1: Name` headings with "
@@ -701,6 +731,13 @@ def _task_data(t: _Task) -> dict[str, Any]:
     optional = {"size": t.size, "estimate": t.estimate, "verify": verify, "repo": t.repo,
                 "reads": list(dict.fromkeys(reads))}
     return item | {key: value for key, value in optional.items() if value}
+
+
+def _label(label: str) -> str | None:
+    """A field label's kind: `Files to Create/Modify` is files, `Dependency Reason` is prose."""
+    if label in _LABELS:
+        return _LABELS[label]
+    return "files" if re.match(r"files? (to|changed|affected|modified|created)\b", label) else None
 
 
 def _split_commas(text: str) -> list[tuple[str, int]]:
