@@ -282,3 +282,20 @@ def test_the_steps_after_a_files_list_are_not_files(tmp_path: Path) -> None:
 """))
     assert loaded.plan.tasks[0].files == ["config.go", "config_test.go"]
     assert messages(loaded) == []
+
+
+def test_a_split_plan_whose_index_lists_its_phases() -> None:
+    loaded = load_plan(FIXTURES / "split-index" / "README.md")
+    assert loaded.plan.name == "Migration"
+    assert needs(loaded) == {"1": [], "2": ["1"], "3": ["1"]}
+    pages, layout = loaded.plan.tasks[1:]
+    assert pages.files == ["src/app/(auth)/sign-in/page.tsx", "src/app/__tests__/pages.test.tsx"]
+    assert layout.files == ["src/app/layout.tsx"]  # the list nested in a step is part of the step
+    assert "src/old/layout.tsx" in layout.prompt
+    assert messages(loaded) == []
+
+
+def test_a_phase_strategy_given_only_in_an_overview_table() -> None:
+    loaded = load_plan(FIXTURES / "table-strategy.md")
+    assert needs(loaded) == {"1": [], "2": [], "3": ["1", "2"], "4": ["3"]}
+    assert messages(loaded) == []
