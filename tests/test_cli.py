@@ -14,7 +14,7 @@ COMMANDS = sorted(cli.commands)
 
 
 def test_expected_commands_exist() -> None:
-    assert {"check", "schema", "run", "status", "resume", "cancel", "clean", "demo"} <= set(COMMANDS)
+    assert {"check", "schema", "run", "status", "resume", "cancel", "clean", "demo", "import"} <= set(COMMANDS)
 
 
 @pytest.mark.parametrize("name", COMMANDS)
@@ -34,6 +34,9 @@ BAD_INPUTS = [
     ("check", "{bad_yaml}"),
     ("check", "{not_a_plan}"),
     ("run", "{bad_yaml}"),
+    ("import", "missing.md"),
+    ("import", "{bad_yaml}"),
+    ("import", "{dir}"),
     ("status", "nosuchrun"),
     ("resume", "nosuchrun"),
     ("cancel", "nosuchrun"),
