@@ -172,9 +172,9 @@ def test_nothing_to_run(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("lines", "size", "estimate"), [
-    ("- Size: XL\n- Hours: 4-6", "XL", "5h"),
+    ("- Size: XL\n- Hours: 4-6", "L", "5h"),  # ccpm sizes in days: XL is imported as plait's largest
     ("- **Size:** Large\n- **Hours:** 1.5", "L", "1.5h"),
-    ("- Size: small\n- Hours: 2 days", "S", "16h"),
+    ("- Size: small\n- Hours: 2 days", "S", "8h"),  # 16h: scheduled as the 8h a task may take
     ("- Size: M\n- Hours: ~3 hours (with tests)", "M", "3h"),
     ("- Hours: 2 to 3", None, "2.5h"),
 ])
@@ -182,6 +182,16 @@ def test_effort_estimate(tmp_path: Path, lines: str, size: str | None, estimate:
     write_task(tmp_path, "001.md", "name: A", f"## Description\nDo it.\n\n## Effort Estimate\n{lines}\n")
     data = parse_ccpm(tmp_path).data["tasks"][0]
     assert (data.get("size"), data["estimate"]) == (size, estimate)
+
+
+def test_a_task_over_8h_is_imported_with_a_warning_to_split_it(tmp_path: Path) -> None:
+    write_task(tmp_path, "001.md", "name: A", "## Description\nDo it.\n\n## Effort Estimate\n- Size: XL\n"
+               "- Hours: 24\n")
+    parsed = parse_ccpm(tmp_path)
+    assert [w.message for w in parsed.warnings] == [
+        "size XL is more than one agent's task (8h); it is scheduled as L",
+        "estimated at 24h, more than one agent's task (8h); it is scheduled as 8h"]
+    assert all("split" in w.fix for w in parsed.warnings)
 
 
 def test_unreadable_effort_is_a_warning(tmp_path: Path) -> None:

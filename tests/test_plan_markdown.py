@@ -146,7 +146,8 @@ def test_explicit_dependencies_add_to_the_phase_order_and_accept_every_spelling(
     assert needs(loaded) == {"1.1": [], "1.2": ["1.1"], "1.3": ["1.1", "1.2"], "2.1": ["1.1", "1.2", "1.3"],
                              "2.2": ["1.1", "1.2", "1.3"], "2.3": ["1.3"]}
     assert needs(load_plan(path, relax_phases=True)) == {
-        "1.1": [], "1.2": [], "1.3": ["1.1"], "2.1": ["1.1", "1.2"], "2.2": ["1.1", "1.2", "1.3"], "2.3": ["1.2", "1.3"]}
+        "1.1": [], "1.2": [], "1.3": ["1.1"], "2.1": ["1.1", "1.2"], "2.2": ["1.1", "1.2", "1.3"],
+        "2.3": ["1.2", "1.3"]}
     assert loaded.plan.name == "plan"  # no title: the file name
 
 

@@ -16,7 +16,8 @@ An epic is a folder: `epic.md` and one file per task, YAML front matter (`name`,
 - `parallel: false` without `depends_on`: needs the previous open task in file order, unless already ordered.
   These two edges are `inferred`, with reason "conflicts_with" or "parallel: false".
 - acceptance: the list items (checkboxes or plain) under `## Acceptance Criteria`. From `## Effort Estimate`:
-  `Size: XS|S|M|L|XL` (XS is S); `Hours: 8` is `8h`, a range `4-6` its midpoint, a day 8 hours.
+  `Size: XS|S|M|L|XL` (XS is S); `Hours: 8` is `8h`, a range `4-6` its midpoint, a day 8 hours. ccpm sizes
+  tasks in days: more than 8h (or XL) is imported as 8h (L), with a warning to split it.
 - files: the items under a `Files` heading (`### Files to modify`) or after a `Files:` label (`**Files
   affected**:`, `Code locations:`), and the label's line: backticked spans, else the words that are paths (a
   known extension, a folder `src/a/`, a glob with `/`). With none, the backticked paths of `## Technical
@@ -39,6 +40,7 @@ import yaml
 
 from plait.errors import Location
 from plait.plan.formats import Keys, Parsed, Position
+from plait.plan.model import MAX_TASK_SECONDS
 from plait.plan.validate import Diagnostic, PlanError, Severity, did_you_mean, shown
 
 MAX_FILE_BYTES = 1 << 20  # a task file is a page or two of markdown
@@ -64,6 +66,7 @@ _SIZES = {"xs": "S", "s": "S", "small": "S", "extra small": "S", "m": "M", "medi
           "xl": "XL", "extra large": "XL"}
 _HOURS = re.compile(r"~? ?(\d{1,4}(?:\.\d{1,2})?) ?(?:h|hrs?|hours?)? ?(?:(?:-|–|—|to) ?(\d{1,4}(?:\.\d{1,2})?))? ?"
                     r"(?P<unit>h|hrs?|hours?|d|days?)?\b", re.I)  # on text with single spaces
+_MAX_HOURS = MAX_TASK_SECONDS / 3600
 _DROPPED = ("acceptance", "effort", "estimate", "definition of done")
 _BAD_REF = "write task numbers, e.g. `depends_on: [001, 002]`"
 # The same safe loader, ten times faster when PyYAML has libyaml; either way only nodes are composed.
@@ -326,12 +329,22 @@ def _body(body: list[str], first: int, source: str, here: dict[Keys, Where], fou
 def _effort(key: str, value: str, task: dict[str, Any], source: str, where: Where, here: dict[Keys, Where],
             found: _Found) -> None:
     size, hours = _SIZE.match(value), _HOURS.match(value)
+    split = "split the task into parts of at most 8h for more parallel work"
     if key == "size" and size:
         task["size"], here[("size",)] = _SIZES[size[1].lower().replace("-", " ")], where
+        if task["size"] == "XL":  # ccpm sizes in days: an XL task is imported, as plait's largest
+            task["size"] = "L"
+            found.add("size XL is more than one agent's task (8h); it is scheduled as L", split, source, where,
+                      "warning")
     elif key != "size" and hours:
         amount = (float(hours[1]) + float(hours[2] or hours[1])) / 2
         days = (hours["unit"] or "h").lower().startswith("d")
-        task["estimate"], here[("estimate",)] = f"{amount * (8 if days else 1):g}h", where
+        total = amount * (8 if days else 1)
+        if total > _MAX_HOURS:
+            found.add(f"estimated at {total:g}h, more than one agent's task ({_MAX_HOURS:g}h); it is scheduled "
+                      f"as {_MAX_HOURS:g}h", split, source, where, "warning")
+            total = _MAX_HOURS
+        task["estimate"], here[("estimate",)] = f"{total:g}h", where
     else:
         found.add(f"{key} {shown(value)} is not {'XS, S, M, L or XL' if key == 'size' else 'a number of hours'}",
                   "write e.g. `- Size: M` and `- Hours: 4-6`; plait ignores this line", source, where, "warning")
