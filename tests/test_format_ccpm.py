@@ -382,13 +382,7 @@ def ref_list(refs: list[str], style: object) -> str:
     return ", ".join(refs)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(epics())
-def test_random_epics_give_the_expected_dag(tmp_path_factory: pytest.TempPathFactory,
-                                           epic: tuple[list[str], list[dict[str, object]]]) -> None:
-    ids, tasks = epic
-    folder = tmp_path_factory.mktemp("epic")
-
+def write_epic(folder: Path, ids: list[str], tasks: list[dict[str, object]]) -> None:
     def ref(i: int, unpadded: object) -> str:
         return ids[i].lstrip("0") if unpadded else ids[i]
 
@@ -398,6 +392,15 @@ def test_random_epics_give_the_expected_dag(tmp_path_factory: pytest.TempPathFac
         write_task(folder, f"{t_id}.md", f"name: Task {t_id}\nstatus: {'closed' if t['closed'] else 'open'}\n"
                    f"depends_on: {ref_list(deps, t['style'])}\nparallel: {str(t['parallel']).lower()}\n"
                    f"conflicts_with: {ref_list(conflicts, t['style'])}")
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(epics())
+def test_random_epics_give_the_expected_dag(tmp_path_factory: pytest.TempPathFactory,
+                                           epic: tuple[list[str], list[dict[str, object]]]) -> None:
+    ids, tasks = epic
+    folder = tmp_path_factory.mktemp("epic")
+    write_epic(folder, ids, tasks)
     if all(t["closed"] for t in tasks):
         with pytest.raises(PlanError):
             parse_ccpm(folder)

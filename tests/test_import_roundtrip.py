@@ -15,6 +15,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import test_format_ccpm as ccpm
 import test_format_speckit as speckit
 import test_format_taskmaster as taskmaster
 from plait.commands.check import import_plan
@@ -191,3 +192,20 @@ def test_speckit_plans_round_trip_through_import(tmp_path_factory: object, data:
     path = Path(tmp_path_factory.mktemp("sk")) / "tasks.md"  # type: ignore[attr-defined]
     path.write_text(speckit.render(tasks))
     same_dag_through_import(path, want, relax)
+
+
+@ROUND_TRIP
+@given(epic=ccpm.epics())
+def test_ccpm_epics_round_trip_through_import(tmp_path_factory: object,
+                                             epic: tuple[list[str], list[dict[str, object]]]) -> None:
+    ids, tasks = epic
+    if all(t["closed"] for t in tasks):
+        return  # nothing to import (tested in test_format_ccpm)
+    folder = Path(tmp_path_factory.mktemp("epic"))  # type: ignore[attr-defined]
+    ccpm.write_epic(folder, ids, tasks)
+    want = {ids[i]: [ids[d] for d in deps] for i, deps in ccpm.expected_needs(tasks).items()}
+    out = folder.parent / f"{folder.name}.yaml"
+    import_plan(folder, out, True, False)
+    loaded = load_plan(folder)
+    assert {t.id: sorted(t.needs) for t in loaded.plan.tasks} == {t: sorted(n) for t, n in want.items()}
+    assert load_plan(out).plan == loaded.plan
