@@ -4,12 +4,17 @@ recommended agents and anti-pattern warnings. Pure; `plait check` renders it."""
 from __future__ import annotations
 
 import fnmatch
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from typing import Any
 
 from plait import graph
 from plait.plan.model import Plan
-from plait.schedule import Job, lower_bound, simulate, simulate_barriers
+from plait.plan.overlap import overlaps, scope
+from plait.plan.simulation import Dag, makespan
+from plait.schedule import Job, lower_bound
 
 # Below this a task is too small to be worth its own agent (coordination overhead, seed 003).
 TINY_TASK_SECONDS = 15 * 60.0
@@ -19,6 +24,11 @@ SMALL_PLAN_SECONDS = 2 * 3600.0
 COUPLED_FAN_IN = 3
 # The recommended agent count is the smallest reaching this share of the best simulated speed-up.
 KNEE = 0.95
+# Every agent count up to this is simulated; beyond it, powers of two and the widest level (a plan of
+# 3,000 independent tasks would otherwise need 3,000 simulations).
+DENSE_AGENT_COUNTS = 16
+# Findings of one kind listed one by one; the rest are counted in one more finding.
+MAX_LISTED = 100
 
 
 @dataclass(frozen=True)
@@ -65,21 +75,30 @@ def jobs_of(plan: Plan) -> list[Job]:
     return [Job(t.id, tuple(t.needs), t.seconds, plan.agent_for(t)) for t in plan.tasks]
 
 
-def _estimate(jobs: list[Job], m: int, cp: float) -> Estimate:
+def _estimate(jobs: list[Job], m: int, cp: float, dag: Dag, phases: list[Dag]) -> Estimate:
     work = sum(j.weight for j in jobs)
-    wall = simulate(jobs, m).makespan
+    wall = makespan(dag, m)
     return Estimate(
         jobs=m,
         wall_seconds=wall,
-        barrier_seconds=simulate_barriers(jobs, m),
+        barrier_seconds=sum(makespan(phase, m) for phase in phases),
         lower_bound_seconds=lower_bound((j.weight for j in jobs), cp, m),
         speedup=work / wall if wall else 1.0,
         time_reduction=1 - wall / work if work else 0.0,
     )
 
 
+def agent_counts(width: int) -> list[int]:
+    """The agent counts simulated: 1 … DENSE_AGENT_COUNTS, then powers of two, and the widest level."""
+    counts = list(range(1, min(width, DENSE_AGENT_COUNTS) + 1))
+    while counts[-1] < width:
+        counts.append(min(2 * counts[-1], width))
+    return counts
+
+
 def patterns_overlap(a: str, b: str) -> bool:
-    """Whether two declared scopes (paths or globs) can name the same file."""
+    """Whether two declared scopes (paths or globs) can name the same file. The definition, for one pair;
+    `plait.plan.overlap` finds every overlapping pair of a plan at once."""
     a, b = a.rstrip("/"), b.rstrip("/")
     if a == b or fnmatch.fnmatchcase(a, b) or fnmatch.fnmatchcase(b, a):
         return True
@@ -87,24 +106,128 @@ def patterns_overlap(a: str, b: str) -> bool:
     return b.startswith(a + "/") or a.startswith(b + "/")
 
 
-def _reachable(needs: dict[str, list[str]]) -> dict[str, set[str]]:
-    """For each task, every task it transitively needs."""
-    out: dict[str, set[str]] = {}
-    for node in graph.topological_order(needs):
-        acc: set[str] = set()
-        for d in needs[node]:
-            acc.add(d)
-            acc |= out.get(d, set())
-        out[node] = acc
+def _ordered_with(plan: Plan) -> list[int]:
+    """For each task (by position), a bit mask of the tasks `needs` orders it with, either way, itself
+    included. Bit masks keep this O((n + e) · n / 64): sets of every task's ancestors were quadratic."""
+    index = {t.id: i for i, t in enumerate(plan.tasks)}
+    needs = {t.id: [index[d] for d in t.needs if d in index] for t in plan.tasks}
+    order = graph.topological_order({t.id: list(t.needs) for t in plan.tasks})
+    above, below = [0] * len(index), [0] * len(index)
+    for tid in order:
+        for dep in needs[tid]:
+            above[index[tid]] |= above[dep] | 1 << dep
+    for tid in reversed(order):
+        for dep in needs[tid]:
+            below[dep] |= below[index[tid]] | 1 << index[tid]
+    return [above[i] | below[i] | 1 << i for i in range(len(index))]
+
+
+def _bits(mask: int) -> Iterator[int]:
+    """The positions of the set bits, lowest first."""
+    while mask:
+        low = mask & -mask
+        yield low.bit_length() - 1
+        mask ^= low
+
+
+class _Scopes:
+    """Which tasks declare which scopes, and which scopes overlap (see `plait.plan.overlap`)."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.declared: list[dict[str, list[str]]] = []  # per task: scope -> the entries written for it
+        self.owners: dict[str, list[int]] = {}
+        for i, t in enumerate(plan.tasks):
+            mine: dict[str, list[str]] = {}
+            for f in t.files:
+                mine.setdefault(scope(f), []).append(f)
+            for s in mine:
+                self.owners.setdefault(s, []).append(i)
+            self.declared.append(mine)
+        self.overlaps = overlaps([*self.owners, *(scope(c.path) for c in plan.contracts)])
+        self._masks: dict[str, int] = {}
+
+    def touching(self, s: str) -> int:
+        """A bit mask of the tasks declaring `s` or a scope that overlaps it."""
+        mask = self._declaring(s)
+        for other in self.overlaps.related.get(s, ()):
+            mask |= self._declaring(other)
+        return mask
+
+    def _declaring(self, s: str) -> int:
+        owners = self.owners.get(s, ())
+        if len(owners) == 1:  # the common case, kept fast
+            return 1 << owners[0]
+        if len(owners) < 8:
+            return sum(1 << i for i in owners)
+        if s not in self._masks:  # a file many tasks declare (README.md): one mask, kept; few are
+            self._masks[s] = sum(1 << i for i in owners)
+        return self._masks[s]
+
+
+def _file_findings(plan: Plan) -> list[Finding]:
+    """file-overlap and contract-owner findings: the first MAX_LISTED of each, then how many more."""
+    ids = [t.id for t in plan.tasks]
+    scopes, ordered = _Scopes(plan), _ordered_with(plan)
+    touching = [0] * len(ids)  # per task: the tasks declaring a scope that overlaps one of its own
+    for s, owners in scopes.owners.items():
+        mask = scopes.touching(s)
+        for a in owners:
+            touching[a] |= mask
+    pairs: list[tuple[int, int]] = []
+    count = 0
+    for a in range(len(ids)):
+        partners = touching[a] & ~ordered[a] & ~((1 << a) - 1)  # later tasks `needs` does not order with a
+        count += partners.bit_count()
+        pairs += [(a, b) for b in islice(_bits(partners), MAX_LISTED - len(pairs))]
+    out: list[Finding] = []
+    current, touched = -1, {}
+    for a, b in pairs:
+        if a != current:  # pairs come grouped by their first task
+            current, touched = a, {s: scopes.touching(s) for s in scopes.declared[a]}
+        shared = sorted({f for s, fs in scopes.declared[a].items() if touched[s] >> b & 1 for f in fs})
+        out.append(Finding(
+            "file-overlap",
+            f"{ids[a]} and {ids[b]} can run at the same time but both declare {', '.join(shared)}",
+            f"add `needs: [{ids[a]}]` to {ids[b]}, or merge the two tasks",
+            (ids[a], ids[b]),
+        ))
+    if count > len(pairs):
+        out.append(Finding("file-overlap", f"{count - len(pairs)} more pairs of tasks can run at the same time "
+                           "but declare overlapping files (not listed)", "order them with `needs`, or merge "
+                           "tasks that change the same files"))
+    if scopes.overlaps.untried:
+        out.append(Finding("file-overlap", f"{len(scopes.overlaps.untried)} glob(s), e.g. "
+                           f"{scopes.overlaps.untried[0]}, were not compared with the plan's other files: "
+                           "they would each need comparing with nearly all of them", "start globs with a "
+                           "directory or end them with a file suffix (`src/api/**`, `**/*.py`)"))
+    return out + _contract_findings(plan, scopes)
+
+
+def _contract_findings(plan: Plan, scopes: _Scopes) -> list[Finding]:
+    ids = [t.id for t in plan.tasks]
+    position = {tid: i for i, tid in enumerate(ids)}
+    out: list[Finding] = []
+    count = 0
+    for c in plan.contracts:
+        owner = position.get(c.owner)
+        others = scopes.touching(scope(c.path)) & ~(0 if owner is None else 1 << owner)
+        count += others.bit_count()
+        out += [Finding(
+            "contract-owner",
+            f"{ids[i]} declares {c.path}, a contract owned by {c.owner}",
+            f"remove it from {ids[i]}'s files (the run fails a non-owner's change) or move the work to {c.owner}",
+            (ids[i], c.owner),
+        ) for i in islice(_bits(others), MAX_LISTED - len(out))]
+    if count > len(out):
+        out.append(Finding("contract-owner", f"{count - len(out)} more tasks declare a contract they do not own "
+                           "(not listed)", "remove contracts from the files of the tasks that do not own them"))
     return out
 
 
 def findings(plan: Plan, work: float) -> list[Finding]:
     needs = {t.id: list(t.needs) for t in plan.tasks}
-    ancestors = _reachable(needs)
     out: list[Finding] = []
-    level = graph.levels(needs)
-    width = max(sum(1 for v in level.values() if v == d) for d in set(level.values()))
+    width = max(Counter(graph.levels(needs).values()).values())
 
     tiny = [t.id for t in plan.tasks if t.seconds < TINY_TASK_SECONDS]
     if width > 1 and (work < SMALL_PLAN_SECONDS or len(tiny) * 2 > len(plan.tasks)):
@@ -128,29 +251,7 @@ def findings(plan: Plan, work: float) -> list[Finding]:
             tuple(joins),
         ))
 
-    for i, a in enumerate(plan.tasks):
-        for b in plan.tasks[i + 1 :]:
-            if a.id in ancestors[b.id] or b.id in ancestors[a.id]:
-                continue
-            shared = sorted({fa for fa in a.files for fb in b.files if patterns_overlap(fa, fb)})
-            if shared:
-                out.append(Finding(
-                    "file-overlap",
-                    f"{a.id} and {b.id} can run at the same time but both declare {', '.join(shared)}",
-                    f"add `needs: [{a.id}]` to {b.id}, or merge the two tasks",
-                    (a.id, b.id),
-                ))
-
-    for contract in plan.contracts:
-        for t in plan.tasks:
-            if t.id != contract.owner and any(patterns_overlap(f, contract.path) for f in t.files):
-                out.append(Finding(
-                    "contract-owner",
-                    f"{t.id} declares {contract.path}, a contract owned by {contract.owner}",
-                    f"remove it from {t.id}'s files (the run fails a non-owner's change) or move the work to "
-                    f"{contract.owner}",
-                    (t.id, contract.owner),
-                ))
+    out += _file_findings(plan)
 
     if plan.integration.verify is None and not any(t.gate for t in plan.tasks) and width > 1:
         out.append(Finding(
@@ -192,15 +293,20 @@ def analyze(plan: Plan, jobs: int | None = None) -> Analysis:
     needs = {j.id: list(j.needs) for j in job_list}
     weight = {j.id: j.weight for j in job_list}
     level = graph.levels(needs)
-    by_level = [[t.id for t in plan.tasks if level[t.id] == d] for d in range(max(level.values()) + 1)]
+    by_level: list[list[str]] = [[] for _ in range(max(level.values()) + 1)]
+    for t in plan.tasks:
+        by_level[level[t.id]].append(t.id)
     path = graph.critical_path(needs, weight)
     cp = sum(weight[t] for t in path)
     work = sum(weight.values())
     width = max(len(ids) for ids in by_level)
-    by_jobs = [_estimate(job_list, m, cp) for m in range(1, width + 1)]
+    dag = Dag.of(job_list, graph.bottom_levels(needs, weight))
+    # Phase barriers: each level on its own, its tasks independent, longest first.
+    phases = [Dag.of([Job(t, (), weight[t]) for t in ids], weight) for ids in by_level]
+    by_jobs = [_estimate(job_list, m, cp, dag, phases) for m in agent_counts(width)]
     recommended, reason = _recommend(by_jobs)
     chosen = jobs or recommended
-    estimate = by_jobs[chosen - 1] if chosen <= width else _estimate(job_list, chosen, cp)
+    estimate = next((e for e in by_jobs if e.jobs == chosen), None) or _estimate(job_list, chosen, cp, dag, phases)
     found = findings(plan, work)
     avg = work / cp if cp else 1.0
     score, reasons = _score(avg, found)

@@ -7,6 +7,7 @@ epic folder. Every problem of a plan (reading, schema and checks) is reported at
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from plait.errors import Location
+from plait.plan import limits
 from plait.plan.formats import Parsed, Position
 from plait.plan.markdown import has_tasks, linked_parts, parse_markdown, title_only
 from plait.plan.model import Plan
@@ -61,6 +63,9 @@ def load_plan(path: str | Path, *, relax_phases: bool = False, root: Path | None
     source = str(path)
     fmt, parsed = read_plan(path, relax_phases, root)
     data, positions = parsed.data, parsed.positions
+    absurd = limits.check_data(data, lambda *keys: locate_in(source, positions, keys))
+    if absurd:  # checking an absurd plan further would only take long
+        raise PlanError(_ordered(absurd))
     early = parsed.warnings
     read_errors = [d for d in early if d.severity == "error"]
     if read_errors and not data.get("tasks"):  # the schema could only add "the plan has no tasks"
@@ -146,7 +151,8 @@ def _fail(message: str, fix: str, location: Location) -> NoReturn:
 
 def _read(path: Path, source: str) -> str:
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as f:
+            raw = f.read(limits.MAX_PLAN_BYTES + 1)
     except FileNotFoundError:
         _fail("no such file", "check the path: a plan is a YAML file (plan.yaml) or a spectacular plan.md",
               Location(source))
@@ -159,6 +165,9 @@ def _read(path: Path, source: str) -> str:
         _fail("cannot be read: permission denied", "check the file's permissions", Location(source))
     except OSError as exc:
         _fail(f"cannot be read: {exc.strerror or exc}", "check the path and the file", Location(source))
+    if len(raw) > limits.MAX_PLAN_BYTES:
+        _fail(f"the plan file is over the limit of {limits.MAX_PLAN_BYTES // 2**20} MiB",
+              "split it into several plans and run them one after another", Location(source))
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -171,21 +180,50 @@ def _read(path: Path, source: str) -> str:
 _EMPTY_FIX = "start it with `plait: 1`, `name:` and a `tasks:` list (see examples/)"
 
 
+# libyaml's parser when PyYAML has it (4-6 times faster, the same nodes and marks), else PyYAML's own.
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_UNPRINTABLE = re.compile("[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]")
+
+
+def _printable(text: str, source: str) -> None:
+    """What PyYAML's reader refuses (libyaml's lets some through): a control character."""
+    bad = _UNPRINTABLE.search(text)
+    if bad:
+        at = bad.start()
+        line, column = text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at)
+        _fail(f"invalid character U+{ord(bad.group()):04X} in YAML", "remove it: a plan is plain UTF-8 text",
+              Location(source, line, column))
+
+
+def _python_error(text: str) -> yaml.MarkedYAMLError | None:
+    """PyYAML's own wording and position for a syntax error (clearer than libyaml's); only for plans of a
+    size it parses quickly."""
+    if _Loader is yaml.SafeLoader or len(text) > 256 * 1024:
+        return None
+    try:
+        yaml.SafeLoader(text).get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        return exc
+    return None
+
+
 def _parse_yaml(text: str, source: str) -> tuple[dict[str, Any], Positions, list[Diagnostic]]:
     """Compose the node tree (for positions and duplicate keys), then build plain data from it."""
     root: yaml.Node | None = None
     top = Location(source, 1, 1)
     try:
-        loader = yaml.SafeLoader(text)  # rejects unprintable characters at once
+        _printable(text, source)
+        loader = _Loader(text)
         root = loader.get_single_node()
         if root is None:
             _fail("the plan is empty", _EMPTY_FIX, top)
+        limits.check_yaml(root, source)  # before building the data: aliases and merge keys can multiply it
         positions: Positions = {}
         duplicates = _walk(root, (), positions, source)
         data = loader.construct_document(root)
         loader.dispose()
     except yaml.MarkedYAMLError as exc:
-        raise PlanError([_yaml_error(exc, source)]) from None
+        raise PlanError([_yaml_error(_python_error(text) or exc, source)]) from None
     except yaml.reader.ReaderError as exc:
         line, column = text.count("\n", 0, exc.position) + 1, exc.position - text.rfind("\n", 0, exc.position)
         char = f" U+{exc.character:04X}" if isinstance(exc.character, int) else ""

@@ -61,7 +61,15 @@ def warning(message: str, fix: str, location: Location) -> Diagnostic:
     return Diagnostic("warning", message, fix, location)
 
 
+# difflib compares a word with each choice in quadratic time: over 10,000 task ids one suggestion took a
+# second. Past this many choices there is no suggestion, and a plan gets at most MAX_SUGGESTIONS of each kind.
+MAX_SUGGESTION_CHOICES = 500
+MAX_SUGGESTIONS = 10
+
+
 def did_you_mean(word: str, choices: Sequence[str], otherwise: str) -> str:
+    if len(choices) > MAX_SUGGESTION_CHOICES:
+        return otherwise
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else otherwise
 
@@ -109,15 +117,18 @@ def _ids_and_needs(plan: Plan, locate: Locate) -> list[Diagnostic]:
                              "give every task a unique id", locate("tasks", i, "id")))
         else:
             first_index[t.id] = i
+    suggestions = MAX_SUGGESTIONS
     for i, t in enumerate(plan.tasks):
         for j, dep in enumerate(t.needs):
             at = locate("tasks", i, "needs", j)
             if dep == t.id:
                 out.append(error(f"task '{t.id}' needs itself", f"remove '{dep}' from its `needs`", at))
             elif dep not in first_index:
-                others = [x for x in ids if x != t.id]
-                out.append(error(f"task '{t.id}' needs '{dep}', which is not a task in this plan",
-                                 did_you_mean(dep, others, f"use one of: {_one_of(others)}"), at))
+                fix = f"use one of: {_one_of([x for x in ids[:10] if x != t.id])}"
+                if suggestions:
+                    suggestions -= 1
+                    fix = did_you_mean(dep, [x for x in ids if x != t.id], fix)
+                out.append(error(f"task '{t.id}' needs '{dep}', which is not a task in this plan", fix, at))
         for dep, count in Counter(t.needs).items():
             if count > 1:
                 out.append(warning(f"task '{t.id}' lists '{dep}' {count} times in `needs`",
@@ -193,11 +204,15 @@ def _paths(plan: Plan, locate: Locate) -> list[Diagnostic]:
 def _contracts_and_checks(plan: Plan, locate: Locate) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     ids = [t.id for t in plan.tasks]
+    known, suggestions = set(ids), MAX_SUGGESTIONS
     for i, c in enumerate(plan.contracts):
-        if c.owner not in ids:
+        if c.owner not in known:
+            fix = f"set `owner:` to one of: {_one_of(ids)}"
+            if suggestions:
+                suggestions -= 1
+                fix = did_you_mean(c.owner, ids, fix)
             out.append(error(f"contract '{c.path}' is owned by '{c.owner}', which is not a task in this plan",
-                             did_you_mean(c.owner, ids, f"set `owner:` to one of: {_one_of(ids)}"),
-                             locate("contracts", i, "owner")))
+                             fix, locate("contracts", i, "owner")))
     seen: dict[tuple[str | None, str | None, str | None], int] = {}
     for i, check in enumerate(plan.preflight):
         key = (check.run, check.env, check.tool)
@@ -212,8 +227,8 @@ def _contracts_and_checks(plan: Plan, locate: Locate) -> list[Diagnostic]:
 def _risks(plan: Plan, locate: Locate) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     needed = {d for t in plan.tasks for d in t.needs}
-    unverified = [t.id for t in plan.tasks if plan.verify_for(t) is None]
-    aggregate = len(plan.tasks) > 1 and len(unverified) == len(plan.tasks)
+    unverified = {t.id for t in plan.tasks if plan.verify_for(t) is None}
+    aggregate = len(plan.tasks) > 1 and all(plan.verify_for(t) is None for t in plan.tasks)
     if aggregate:  # one line, not one per task
         out.append(warning("no task has a verify command, so only the agents' word says the work is done",
                            "set `defaults.verify: <test command>` or give tasks a `verify:`",
