@@ -180,8 +180,21 @@ def _read(path: Path, source: str) -> str:
 _EMPTY_FIX = "start it with `plait: 1`, `name:` and a `tasks:` list (see examples/)"
 
 
-# libyaml's parser when PyYAML has it (4-6 times faster, the same nodes and marks), else PyYAML's own.
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """libyaml's parser when PyYAML has it (4-6 times faster, the same nodes and marks), else PyYAML's
+    own; a plain scalar's type is looked up once per distinct text (ids repeat in every `needs`)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self._tags: dict[str, str] = {}
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is not yaml.ScalarNode or implicit != (True, False) or len(self._tags) > 100_000:
+            return super().resolve(kind, value, implicit)
+        tag = self._tags.get(value)
+        if tag is None:
+            tag = self._tags[value] = super().resolve(kind, value, implicit)
+        return tag
 _UNPRINTABLE = re.compile("[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]")
 
 
@@ -198,7 +211,7 @@ def _printable(text: str, source: str) -> None:
 def _python_error(text: str) -> yaml.MarkedYAMLError | None:
     """PyYAML's own wording and position for a syntax error (clearer than libyaml's); only for plans of a
     size it parses quickly."""
-    if _Loader is yaml.SafeLoader or len(text) > 256 * 1024:
+    if not hasattr(yaml, "CSafeLoader") or len(text) > 256 * 1024:
         return None
     try:
         yaml.SafeLoader(text).get_single_node()

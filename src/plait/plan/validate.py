@@ -120,15 +120,18 @@ def _ids_and_needs(plan: Plan, locate: Locate) -> list[Diagnostic]:
     suggestions = MAX_SUGGESTIONS
     for i, t in enumerate(plan.tasks):
         for j, dep in enumerate(t.needs):
-            at = locate("tasks", i, "needs", j)
             if dep == t.id:
-                out.append(error(f"task '{t.id}' needs itself", f"remove '{dep}' from its `needs`", at))
+                out.append(error(f"task '{t.id}' needs itself", f"remove '{dep}' from its `needs`",
+                                 locate("tasks", i, "needs", j)))
             elif dep not in first_index:
                 fix = f"use one of: {_one_of([x for x in ids[:10] if x != t.id])}"
                 if suggestions:
                     suggestions -= 1
                     fix = did_you_mean(dep, [x for x in ids if x != t.id], fix)
-                out.append(error(f"task '{t.id}' needs '{dep}', which is not a task in this plan", fix, at))
+                out.append(error(f"task '{t.id}' needs '{dep}', which is not a task in this plan", fix,
+                                 locate("tasks", i, "needs", j)))
+        if len(set(t.needs)) == len(t.needs):
+            continue
         for dep, count in Counter(t.needs).items():
             if count > 1:
                 out.append(warning(f"task '{t.id}' lists '{dep}' {count} times in `needs`",
