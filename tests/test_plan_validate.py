@@ -193,7 +193,7 @@ def test_no_files_warns() -> None:
 
 def test_gate_without_dependents_warns() -> None:
     d = only(warnings(plan(task("a", gate=True), task("b"))))
-    assert d.message == "gate task 'a' has no dependents, so nothing waits for it"
+    assert d.message == "task 'a' is a gate with no dependents, so nothing waits for it"
     assert warnings(plan(task("a", gate=True), task("b", needs=["a"]))) == []
 
 
@@ -215,3 +215,10 @@ def test_load_plan_locates_semantic_errors(tmp_path: Path) -> None:
     assert "size XL" in lines[1]
     assert info.value.diagnostics[1].location.line == next(
         n for n, text in enumerate(path.read_text().splitlines(), 1) if "size: XL" in text)
+
+
+def test_the_same_risk_in_many_tasks_is_one_line() -> None:
+    tasks = [task(f"t{i}", files=[]) for i in range(6)]
+    found = [d.message for d in warnings(plan(*tasks)) if "declare no files" in d.message]
+    assert found == ["6 tasks ('t0', 't1', 't2', 't3', 't4', …) declare no files, so overlaps and deviations "
+                     "cannot be checked"]

@@ -193,10 +193,11 @@ def path_problem(path: str) -> tuple[str, str] | None:
 def _paths(plan: Plan, locate: Locate) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     for i, t in enumerate(plan.tasks):
-        for j, f in enumerate(t.files):
-            if problem := path_problem(f):
-                out.append(error(f"task '{t.id}': file '{f}' {problem[0]}", problem[1],
-                                 locate("tasks", i, "files", j)))
+        for key, paths in (("files", t.files), ("reads", t.reads)):
+            for j, f in enumerate(paths):
+                if problem := path_problem(f):
+                    out.append(error(f"task '{t.id}': file '{f}' {problem[0]}", problem[1],
+                                     locate("tasks", i, key, j)))
     for i, c in enumerate(plan.contracts):
         if problem := path_problem(c.path):
             out.append(error(f"contract path '{c.path}' {problem[0]}", problem[1],
@@ -228,29 +229,38 @@ def _contracts_and_checks(plan: Plan, locate: Locate) -> list[Diagnostic]:
 
 
 def _risks(plan: Plan, locate: Locate) -> list[Diagnostic]:
+    """Valid but risky plans. The same risk in more than a few tasks is one line that names them."""
     out: list[Diagnostic] = []
     needed = {d for t in plan.tasks for d in t.needs}
-    unverified = {t.id for t in plan.tasks if plan.verify_for(t) is None}
-    aggregate = len(plan.tasks) > 1 and all(plan.verify_for(t) is None for t in plan.tasks)
-    if aggregate:  # one line, not one per task
+    index = {t.id: i for i, t in reversed(list(enumerate(plan.tasks)))}
+    unverified = [t.id for t in plan.tasks if plan.verify_for(t) is None]
+    if len(plan.tasks) > 1 and len(unverified) == len(plan.tasks):
         out.append(warning("no task has a verify command, so only the agents' word says the work is done",
                            "set `defaults.verify: <test command>` or give tasks a `verify:`",
                            locate("tasks")))
-    for i, t in enumerate(plan.tasks):
-        where = locate("tasks", i)
-        if t.id in unverified and not aggregate:
-            out.append(warning(f"task '{t.id}' has no verify command, so only the agent's word says it works",
-                               "add `verify: <command that proves it>` or set `defaults.verify`", where))
-        if not t.files:
-            out.append(warning(f"task '{t.id}' declares no files, so overlaps and deviations cannot be "
-                               "checked", "list the paths or globs it will change under `files:`", where))
-        if plan.agent_for(t) == "script" and t.script is None and not t.allow_empty:
-            out.append(warning(f"task '{t.id}' runs the built-in `script` agent with no `script:`, so it will "
-                               "change nothing and fail", "name an agent profile (`agent:` or `defaults.agent`), "
-                               "give it `script:` edits, or set `allow_empty: true` for a check-only task", where))
-        if t.gate and t.id not in needed:
-            out.append(warning(f"gate task '{t.id}' has no dependents, so nothing waits for it",
-                               "make the tasks that follow it `needs` it, or drop `gate: true`", where))
+        unverified = []
+    risks = [
+        (unverified, "has no verify command, so only the agent's word says it works",
+         "have no verify command, so only the agents' word says they work",
+         "add `verify: <command that proves it>` or set `defaults.verify`"),
+        ([t.id for t in plan.tasks if not t.files], "declares no files, so overlaps and deviations cannot be "
+         "checked", "declare no files, so overlaps and deviations cannot be checked",
+         "list the paths or globs each will change under `files:`"),
+        ([t.id for t in plan.tasks if plan.agent_for(t) == "script" and t.script is None and not t.allow_empty],
+         "runs the built-in `script` agent with no `script:`, so it will change nothing and fail",
+         "run the built-in `script` agent with no `script:`, so they will change nothing and fail",
+         "name an agent profile (`agent:` or `defaults.agent`), give them `script:` edits, or set "
+         "`allow_empty: true` for a check-only task"),
+        ([t.id for t in plan.tasks if t.gate and t.id not in needed], "is a gate with no dependents, so nothing "
+         "waits for it", "are gates with no dependents, so nothing waits for them",
+         "make the tasks that follow them `needs` them, or drop `gate: true`"),
+    ]
+    for ids, one, many, fix in risks:
+        if len(ids) > 3:
+            named = ", ".join(f"'{i}'" for i in ids[:5]) + (", …" if len(ids) > 5 else "")
+            out.append(warning(f"{len(ids)} tasks ({named}) {many}", fix, locate("tasks", index[ids[0]])))
+        else:
+            out += [warning(f"task '{i}' {one}", fix, locate("tasks", index[i])) for i in ids]
     return out
 
 
