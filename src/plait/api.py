@@ -23,6 +23,7 @@ from plait.redact import redact_files
 from plait.run import liveness
 from plait.run.engine import Engine, Listener, RunOptions
 from plait.run.preflight import preflight
+from plait.run.prompts import check_at_start, read_documents
 from plait.run.task import RunContext, RunPaths, verify_environment
 from plait.state import EventKind, Store, TaskState, db_path
 
@@ -132,7 +133,8 @@ def _context(repo: Repo, plan: Plan, run_id: str, base_sha: str, plan_path: str,
                       agent_env=_agent_env if task_env is None else
                       (lambda profile, task_id: {**_agent_env(profile, task_id), **task_env(task_id)}),
                       verify_env=verify_environment(), landlock=support().landlock_abi is not None,
-                      protected=_protected(repo, plan_path), rehearsal=rehearsal)
+                      protected=_protected(repo, plan_path), rehearsal=rehearsal,
+                      docs=read_documents(plan, repo.git, base_sha, repo.root))
 
 
 def _one_repository(loaded: LoadedPlan, root: Path) -> None:
@@ -153,9 +155,10 @@ def start(plan_path: Path, options: RunOptions, cwd: Path | None = None) -> tupl
     plan = loaded.plan
     _one_repository(loaded, repo.root)
     base_sha = repo.git.resolve_commit(plan.base or "HEAD")
-    _plan_profiles(repo, plan, loaded)  # fail before anything is recorded
+    profiles = _plan_profiles(repo, plan, loaded)  # fail before anything is recorded
     sandbox_warning(repo, plan)
     preflight(plan, repo.root)
+    check_at_start(loaded, repo.git, base_sha, repo.root, profiles)  # spec, constitution, roles, reviewers
     _ensure_plait_dir(repo.root)
     run_id = repo.store.create_run(
         {"plan_path": str(loaded.path), "plan_name": plan.name, "plan_json": plan.model_dump_json(),
@@ -251,6 +254,7 @@ def status(run_id: str | None = None, cwd: Path | None = None) -> dict[str, Any]
     events = repo.store.events(rid)
     plan = json.loads(row["plan_json"])
     needs = {t["id"]: t.get("needs", []) for t in plan["tasks"]}
+    gates = {t["id"] for t in plan["tasks"] if t.get("gate")}
     from plait import graph
 
     level = graph.levels(needs)
@@ -285,7 +289,8 @@ def status(run_id: str | None = None, cwd: Path | None = None) -> dict[str, Any]
             "deviations": json.loads(t["deviations_json"] or "[]"),
             "incidents": json.loads(t["incidents_json"] or "[]"),
             "workspace": t["worktree"],
-            "error": t["error"], "cost_usd": t["cost_usd"],
+            "error": t["error"], "cost_usd": t["cost_usd"], "gate": t["task_id"] in gates,
+            "review": json.loads(t["review_json"]) if t.get("review_json") else None,
         } for t in tasks],
         "metrics": report.asdict(metrics),
         "evidence": str(run_paths(repo, rid).run_dir),

@@ -93,6 +93,64 @@ def run_cmd(plan: Path, jobs: int, deliver: str, max_cost: float | None, rehears
 
 
 @cli.command()
+@click.argument("request", required=False)
+@click.option("--from", "from_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Read the feature request (or more of it) from this file.")
+@click.option("--agent", help="Agent profile to write it (default: see docs/workflow.md).")
+@click.option("--force", is_flag=True, help="Replace the spec file if it exists.")
+def spec(request: str | None, from_file: Path | None, agent: str | None, force: bool) -> None:
+    """Write a spec for REQUEST: specs/<id>-<slug>/spec.md, by an agent in the spec-writer role.
+
+    The agent works in a sandboxed workspace made from HEAD; only the spec file is copied to your
+    checkout. See docs/workflow.md."""
+    from plait.commands.workflow import spec as write
+
+    written = write(request, from_file, agent, force, _console())
+    click.echo(f"next: plait plan {written.rel}")
+
+
+@cli.command("plan")
+@click.argument("spec_path", metavar="SPEC", type=click.Path(path_type=Path, readable=False))
+@click.option("--agent", help="Agent profile to write it (default: see docs/workflow.md).")
+@click.option("--rounds", type=click.IntRange(1, 20), default=3, show_default=True,
+              help="Agent runs at most, each given the previous one's validation errors.")
+@click.option("--force", is_flag=True, help="Replace plan.yaml and check.json if they exist.")
+def plan_cmd(spec_path: Path, agent: str | None, rounds: int, force: bool) -> None:
+    """Write plan.yaml beside SPEC, by an agent in the planner role, repaired until it validates.
+
+    The analysis of `plait check` is printed and saved beside it as check.json. See docs/workflow.md."""
+    from plait.commands.workflow import plan as write
+
+    written = write(spec_path, agent, rounds, force, _console())
+    click.echo(f"next: plait run {written.path}")
+
+
+@cli.command()
+@click.argument("request", required=False)
+@click.option("--from", "from_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Read the feature request (or more of it) from this file.")
+@click.option("--agent", help="Agent profile for the spec writer and the planner.")
+@click.option("--rounds", type=click.IntRange(1, 20), default=3, show_default=True,
+              help="Planner runs at most.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask: go from the request straight to a finished run.")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=4, show_default=True, help="Agents at once.")
+@click.option("--deliver", type=click.Choice(["branch", "stack"]), default="branch", show_default=True,
+              help="branch: one integration branch; stack: a branch per task stacked in dependency order.")
+@click.option("--max-cost", type=click.FloatRange(0), help="Stop starting tasks once this many USD are spent.")
+def go(request: str | None, from_file: Path | None, agent: str | None, rounds: int, yes: bool, jobs: int,
+       deliver: str, max_cost: float | None) -> None:
+    """From REQUEST to verified branches ready for review: spec, plan, check, run.
+
+    At a terminal it asks before planning and before running (--yes does not ask). Without a
+    terminal and without --yes it never waits: it stops after writing the plan (exit 0)."""
+    from plait.commands.workflow import go as run_go
+    from plait.run.engine import RunOptions
+
+    options = RunOptions(jobs=jobs, deliver=deliver, max_cost=max_cost)
+    sys.exit(run_go(request, from_file, agent, rounds, yes, options, _console()))
+
+
+@cli.command()
 @click.argument("run_id")
 def resume(run_id: str) -> None:
     """Continue a failed, cancelled or killed run; verified tasks are never run again."""

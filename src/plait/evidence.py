@@ -30,6 +30,39 @@ class VerifyResult:
 
 
 @dataclass(frozen=True)
+class ReviewRound:
+    """One review of a task's work, and the fix that followed it (if any)."""
+
+    round: int
+    commit: str  # what was reviewed
+    verdict: str  # "approved" | "changes_requested"
+    comments: list[str]
+    malformed: bool = False  # no readable verdict even when asked twice: counted as changes requested
+    reviewer_cost_usd: float | None = None
+    fixer_cost_usd: float | None = None
+    fixer_summary: str = ""
+
+
+@dataclass(frozen=True)
+class ReviewRecord:
+    reviewer: str  # profiles
+    fixer: str
+    max_rounds: int
+    rounds: list[ReviewRound]
+    approved: bool
+    cost_usd: float | None  # the reviewer's and the fixer's, together
+
+    def summary(self) -> dict[str, Any]:
+        """What `plait status` and the report show."""
+        last = self.rounds[-1] if self.rounds else None
+        return {"verdict": last.verdict if last else None, "rounds": len(self.rounds), "max_rounds": self.max_rounds,
+                "approved": self.approved, "comments": last.comments if last and not self.approved else [],
+                "reviewer": self.reviewer, "fixer": self.fixer, "cost_usd": self.cost_usd,
+                "history": [{"round": r.round, "verdict": r.verdict, "comments": len(r.comments),
+                             "malformed": r.malformed} for r in self.rounds]}
+
+
+@dataclass(frozen=True)
 class TaskRecord:
     """Everything known about one finished attempt; written as evidence and returned to the engine."""
 
@@ -60,12 +93,15 @@ class TaskRecord:
     cost_usd: float | None = None
     retry_after: float | None = None  # seconds the provider asked to wait
     rehearsal: bool = False  # the agent talked to plait's scripted model server: no tokens were spent
+    review: ReviewRecord | None = None  # None: the task is not reviewed (or failed before its review)
 
 
 def context_doc(record: TaskRecord, task: Task, plan: Plan, summary: str) -> dict[str, Any]:
     dependents = [t.id for t in plan.tasks if task.id in t.needs]
     pending = [f"review out-of-scope change to {p}" for p in record.deviations]
     pending += [f"review: {i}" for i in record.incidents]
+    if record.review and not record.review.approved and record.review.rounds:
+        pending += [f"review comment: {c}" for c in record.review.rounds[-1].comments]
     if not record.ok:
         pending.insert(0, f"fix: {record.error}")
     return {
@@ -85,6 +121,7 @@ def context_doc(record: TaskRecord, task: Task, plan: Plan, summary: str) -> dic
         "pending_actions": pending,
         "acceptance_criteria": task.acceptance,
         "verification": asdict(record.verify) if record.verify else None,
+        "review": record.review.summary() if record.review else None,
         "context_summary": summary,
     }
 
@@ -97,6 +134,8 @@ def summary_of(record: TaskRecord, task: Task) -> str:
         parts.append(f"Agent: {str(record.agent['summary'])[:400].rstrip('.')}.")
     if record.verify and record.verify.command:
         parts.append(f"Verify `{record.verify.command}` {'passed' if record.verify.ok else 'failed'}.")
+    if record.review and record.review.approved:
+        parts.append(f"Review approved after {len(record.review.rounds)} round(s).")
     if not record.ok:
         parts.append(f"Failed: {record.error}")
     return " ".join(parts)
@@ -141,6 +180,24 @@ def _usage_line(agent: dict[str, Any], rehearsal: bool) -> str:
             f"out {tokens.get('output', 0)}, cached {tokens.get('cached', 0)}; turns {agent.get('turns') or '?'}")
 
 
+def _cost(cost: float | None) -> str:
+    return f"${cost:.4f}" if cost is not None else "cost not reported"
+
+
+def _review_md(review: ReviewRecord, rehearsal: bool) -> list[str]:
+    state = "approved" if review.approved else "NOT approved: needs a human"
+    out = [f"{state} after {len(review.rounds)} of at most {review.max_rounds} round(s); reviewer "
+           f"`{review.reviewer}`, fixer `{review.fixer}`; {'simulated ' if rehearsal else ''}{_cost(review.cost_usd)}"]
+    for r in review.rounds:
+        out += ["", f"### Round {r.round}: {r.verdict.replace('_', ' ')}"
+                + (" (no readable verdict)" if r.malformed else "")
+                + f" — `{r.commit[:12]}`, reviewer {_cost(r.reviewer_cost_usd)}"]
+        out += [f"- {c}" for c in r.comments]
+        if r.fixer_summary or r.fixer_cost_usd is not None:
+            out += [f"- fixer ({_cost(r.fixer_cost_usd)}): {r.fixer_summary or 'no summary'}"]
+    return out
+
+
 def _evidence_md(record: TaskRecord, task: Task, summary: str) -> str:
     v = record.verify
     verdict = "PASSED" if record.ok else "FAILED"
@@ -173,6 +230,8 @@ def _evidence_md(record: TaskRecord, task: Task, summary: str) -> str:
         out += [f"`{v.command}` — {state} in {v.seconds:.1f}s", "", "```", v.output_tail.strip()[-3000:], "```"]
     if task.acceptance:
         out += ["", "## Acceptance criteria", ""] + [f"- {a}" for a in task.acceptance]
+    if record.review:
+        out += ["", "## Review", "", *_review_md(record.review, record.rehearsal)]
     out += ["", "## Deviations", ""]
     out += [f"- out of scope: `{p}`" for p in record.deviations]
     out += [f"- contract violation: `{p}`" for p in record.contract_violations]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,10 @@ class Metrics:
     # task -> one line per change outside its declared scope and per incident (refused writes, what
     # the agent did to its own workspace repository)
     deviations: dict[str, list[str]]
+    # task -> its review (ReviewRecord.summary: verdict, rounds, last comments, the reviewer's and fixer's cost)
+    reviews: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failed_gate: str | None = None  # a gate that failed, so nothing new started
+    why: str = ""  # why the run did not complete, as its end said
 
 
 def compute(run: dict[str, Any], tasks: list[dict[str, Any]], attempts: list[dict[str, Any]],
@@ -82,6 +86,10 @@ def compute(run: dict[str, Any], tasks: list[dict[str, Any]], attempts: list[dic
         cost_usd=round(sum(costs), 6) if costs else None,
         tokens_in=sum(t["tokens_in"] or 0 for t in tasks), tokens_out=sum(t["tokens_out"] or 0 for t in tasks),
         deviations={t["task_id"]: found for t in tasks if (found := deviation_lines(t))},
+        reviews={t["task_id"]: json.loads(t["review_json"]) for t in tasks if t.get("review_json")},
+        failed_gate=next((e["data"].get("gate") for e in events if e["kind"] == EventKind.RUN_GATE_FAILED), None),
+        why=next((str(e["data"].get("why") or "") for e in reversed(events)
+                  if e["kind"] == EventKind.RUN_FINISHED), ""),
     )
 
 
@@ -162,6 +170,10 @@ def lines(m: Metrics) -> list[str]:
     if m.deviations:
         total = sum(len(v) for v in m.deviations.values())
         out.append(f"deviations {total} in {len(m.deviations)} task(s): see REPORT.md")
+    if m.reviews:
+        out.append(review_line(m.reviews))
+    if m.why:
+        out.append(f"why: {printable(m.why)}")
     if m.cost_usd is not None or m.tokens_in:
         cost = f"${m.cost_usd:.4f}" if m.cost_usd is not None else "unknown"
         if m.rehearsal:
@@ -170,6 +182,17 @@ def lines(m: Metrics) -> list[str]:
         else:
             out.append(f"cost {cost}; tokens in {m.tokens_in}, out {m.tokens_out}")
     return out
+
+
+def review_line(reviews: dict[str, dict[str, Any]]) -> str:
+    approved = [r for r in reviews.values() if r.get("approved")]
+    first = sum(1 for r in approved if r.get("rounds") == 1)
+    human = sorted(t for t, r in reviews.items() if not r.get("approved") and r.get("rounds") == r.get("max_rounds"))
+    costs = [r["cost_usd"] for r in reviews.values() if r.get("cost_usd") is not None]
+    text = (f"review: {len(reviews)} task(s) reviewed, {len(approved)} approved ({first} at the first round), "
+            f"{sum(r.get('rounds', 0) for r in reviews.values())} round(s)")
+    text += f"; needs a human: {', '.join(human)}" if human else ""
+    return text + (f"; reviewer and fixer cost ${sum(costs):.4f}" if costs else "")
 
 
 def write(folder: Path, m: Metrics) -> Path:
@@ -185,6 +208,12 @@ def write(folder: Path, m: Metrics) -> Path:
         body.append(f"- failed: {', '.join(m.failed)}")
     if m.blocked:
         body.append(f"- blocked (a dependency failed or the run stopped): {', '.join(m.blocked)}")
+    if m.reviews:
+        body += ["", "## Review", ""]
+        for task, r in m.reviews.items():
+            state = "approved" if r.get("approved") else str(r.get("verdict") or "under way").replace("_", " ")
+            body.append(f"- `{task}`: {state} after {r.get('rounds')} of at most {r.get('max_rounds')} round(s)")
+            body += [f"  - {printable(str(c))}" for c in r.get("comments", [])]
     if m.deviations:
         body += ["", "## Deviations", ""]
         body += [f"- `{task}`: {printable(line)}" for task, found in m.deviations.items() for line in found]

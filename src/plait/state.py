@@ -44,13 +44,17 @@ SCHEMA = [
     """
     ALTER TABLE tasks ADD COLUMN incidents_json TEXT DEFAULT '[]';
     """,
+    # 3: the review of a task's work (ReviewRecord.summary: verdict, rounds, last comments, cost)
+    """
+    ALTER TABLE tasks ADD COLUMN review_json TEXT;
+    """,
 ]
 
 RUN_COLUMNS = {"plan_path", "plan_name", "plan_json", "repo_root", "base_sha", "jobs", "options_json", "status",
                "created_at", "started_at", "finished_at", "pid", "heartbeat_at", "summary_json"}
 TASK_COLUMNS = {"title", "position", "state", "attempt", "branch", "worktree", "base_sha", "commit_sha",
                 "started_at", "finished_at", "verify_exit", "verify_seconds", "error", "conflicts_json",
-                "deviations_json", "incidents_json", "cost_usd", "tokens_in", "tokens_out"}
+                "deviations_json", "incidents_json", "review_json", "cost_usd", "tokens_in", "tokens_out"}
 ATTEMPT_COLUMNS = {"started_at", "finished_at", "outcome", "error_kind", "error", "agent_exit"}
 
 
@@ -81,6 +85,7 @@ class EventKind(StrEnum):
     RUN_CANCELLED = "run.cancelled"
     RUN_CANCELLING = "run.cancelling"
     RUN_FINISHED = "run.finished"
+    RUN_GATE_FAILED = "run.gate_failed"
     RUN_INTERRUPTED = "run.interrupted"
     RUN_STARTED = "run.started"
     TASK_AGENT_DONE = "task.agent_done"
@@ -91,8 +96,11 @@ class EventKind(StrEnum):
     TASK_CONFLICT = "task.conflict"
     TASK_DONE = "task.done"
     TASK_FAILED = "task.failed"
+    TASK_FIXED = "task.fixed"
     TASK_RESET = "task.reset"
     TASK_RETRY = "task.retry"
+    TASK_REVIEWED = "task.reviewed"
+    TASK_REVIEWING = "task.reviewing"
     TASK_STARTED = "task.started"
     TASK_VERIFIED = "task.verified"
     TASK_WORKSPACE = "task.workspace"

@@ -93,6 +93,7 @@ class AgentRequest:
     cancel: threading.Event = field(default_factory=threading.Event)
     home: Path | None = None  # the task's private home (CLI config, sessions); None: next to log_dir
     confine: Confinement | None = None  # the sandbox every process of the attempt runs in
+    role: str = "software-engineer"  # the role the agent plays: its prompt opens with that role's text
 
 
 @dataclass(frozen=True)

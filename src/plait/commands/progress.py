@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from rich.console import Console, Group
@@ -50,13 +50,14 @@ class LiveProgress(PlainProgress):
         with self._lock:
             if task and kind == "task.started":
                 self.running[task] = (time.monotonic(), "agent")
-            elif task and kind == "task.captured":
-                self.running[task] = (self.running.get(task, (time.monotonic(), ""))[0], "verify")
+            elif task and kind in STEPS:
+                step = STEPS[kind](data)
+                self.running[task] = (self.running.get(task, (time.monotonic(), ""))[0], step)
             elif task and kind in ("task.done", "task.failed", "task.retry"):
                 self.running.pop(task, None)
                 self.done += kind == "task.done"
                 self.failed += kind == "task.failed"
-            if kind not in QUIET and kind not in ("task.started", "task.captured", "task.verified"):
+            if kind not in QUIET and kind not in ("task.started", "task.captured", "task.verified", "task.reviewing"):
                 self.live.console.print(f"[{time.monotonic() - self.start:7.1f}s] {describe(kind, task, data)}",
                                         markup=False)
             self.live.refresh()
@@ -74,6 +75,13 @@ class LiveProgress(PlainProgress):
     def close(self) -> None:
         self.live.stop()
 
+
+# The step a running task is at after an event (the live table's "step" column).
+STEPS: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "task.captured": lambda data: "verify",
+    "task.reviewing": lambda data: f"review {data.get('round')}",
+    "task.reviewed": lambda data: "done" if data.get("verdict") == "approved" else f"fix {data.get('round')}",
+}
 
 # What stopped an attempt, in words, by the error kind a `limits.backoff` or `task.retry` event carries.
 CAUSES = {
@@ -135,6 +143,22 @@ def _describe(kind: str, task: str | None, data: Mapping[str, Any]) -> str:
                 f"not starting {', '.join(data.get('not_started', [])) or 'anything more'}; running tasks finish")
     if kind == "run.cancelling":
         return f"cancelling ({data.get('why')}): running agents are being stopped"
+    if kind == "task.reviewing":
+        return f"{who}review round {data.get('round')} by {data.get('reviewer')}"
+    if kind == "task.reviewed":
+        if data.get("verdict") == "approved":
+            return f"{who}review round {data.get('round')}: approved"
+        comments = data.get("comments") or []
+        unread = " (no readable verdict)" if data.get("malformed") else ""
+        return (f"{who}review round {data.get('round')}: changes requested{unread}, {len(comments)} comment(s)"
+                + (f": {comments[0]}" if comments else ""))
+    if kind == "task.fixed":
+        return f"{who}fixer {'finished' if data.get('ok') else 'FAILED'} (round {data.get('round')})"
+    if kind == "run.gate_failed":
+        left = ", ".join(data.get("not_started", [])) or "nothing else"
+        return f"gate {data.get('gate')} FAILED: {data.get('error')}; not starting {left}; running tasks finish"
+    if kind == "run.finished":  # why it did not complete is in the summary that follows
+        return f"run {data.get('status')}"
     if kind == "delivered":
         return "delivered " + ", ".join(data.get("branches", {}))
     rest = " ".join(f"{k}={v}" for k, v in data.items() if not isinstance(v, list | dict))

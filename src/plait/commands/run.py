@@ -113,6 +113,16 @@ def status(run_id: str | None, as_json: bool, console: Console) -> None:
     render_status(doc, console)
 
 
+def review_cell(review: dict[str, Any] | None) -> str:
+    """`approved 2/3`, `changes 3/3` (out of rounds), `1/3` while under way; empty when not reviewed."""
+    if not review:
+        return ""
+    rounds = f"{review['rounds']}/{review['max_rounds']}"
+    if review.get("approved"):
+        return f"approved {rounds}"
+    return f"changes {rounds}" if review.get("verdict") == "changes_requested" else rounds
+
+
 def render_status(doc: dict[str, Any], console: Console) -> None:
     """The status table. Errors, incidents and paths come from agents and commands: shown as plain text
     (no markup), with control characters made visible."""
@@ -122,7 +132,7 @@ def render_status(doc: dict[str, Any], console: Console) -> None:
                   f"{c['done']} done, {c['running'] + c['retrying']} running, {c['pending']} pending, "
                   f"{c['failed']} failed, {c['blocked']} blocked")
     table = Table()
-    for col in ("task", "state", "lvl", "try", "time", "verify", "branch", "notes"):
+    for col in ("task", "state", "lvl", "try", "time", "verify", "review", "branch", "notes"):
         table.add_column(col)
     for t in doc["tasks"]:
         took = fd(t["finished_at"] - t["started_at"]) if t["finished_at"] and t["started_at"] else ""
@@ -132,7 +142,8 @@ def render_status(doc: dict[str, Any], console: Console) -> None:
         notes += [f"out of scope: {', '.join(t['deviations'])}"] if t["deviations"] else []
         notes += t["incidents"]
         notes += [t["error"]] if t["error"] and t["state"] != "done" else []
-        table.add_row(t["id"], t["state"], str(t["level"]), str(t["attempt"]), took, vtext, t["branch"] or "",
+        table.add_row(t["id"] + (" (gate)" if t.get("gate") else ""), t["state"], str(t["level"]), str(t["attempt"]),
+                      took, vtext, review_cell(t.get("review")), t["branch"] or "",
                       Text(printable("; ".join(str(n) for n in notes))))
     console.print(table)
     console.print(f"evidence: {doc['evidence']}", markup=False)

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -146,11 +147,34 @@ class Contract(_Strict):
     description: str | None = None
 
 
+def _supported_review(mode: str) -> str:
+    if mode in ("per-level", "end"):
+        raise ValueError(f"{mode} is not supported yet: use per-task (each task is reviewed once it "
+                         "verifies) or never")
+    return mode
+
+
+# When the reviewer agent reads a task's work (docs/run.md, "Review"). `per-level` and `end` are reserved.
+ReviewMode = Annotated[Literal["per-task", "per-level", "end", "never"], AfterValidator(_supported_review)]
+MAX_ROUNDS_LIMIT = 10
+
+
 class Defaults(_Strict):
     agent: str = Field("script", description="Agent profile used by tasks that name none.")
     verify: str | None = Field(None, description="Verify command for tasks that give none.")
     timeout: Duration = Field(1800.0, description="Per-attempt time limit for an agent (e.g. 30m).")
     retries: int = Field(2, ge=0, le=10, description="Retries for transient failures (timeouts, crashes).")
+    review: ReviewMode = Field("never", description="per-task: a reviewer agent reads each task's verified work "
+                               "and a fixer addresses its comments; never: no review.")
+    max_rounds: int = Field(3, ge=1, le=MAX_ROUNDS_LIMIT, description="Reviews of one task before it fails as "
+                            "needing a human.")
+
+
+class ReviewAnswer(_Strict):
+    """What a rehearsal's reviewer answers in one review round."""
+
+    verdict: Literal["approved", "changes_requested"]
+    comments: list[str] = Field(default_factory=list)
 
 
 class Script(_Strict):
@@ -165,6 +189,10 @@ class Script(_Strict):
     run: list[str] = Field(default_factory=list, description="Shell commands run after the edits.")
     delay: Duration = Field(0.0, description="Time the agent 'thinks' before editing (e.g. 2s).")
     fail: bool = Field(False, description="Exit non-zero after the edits (to rehearse failures).")
+    review: list[ReviewAnswer] = Field(default_factory=list, description="In a rehearsal of a reviewed task, "
+                                       "the reviewer's answer round by round (the last repeats); approved if none.")
+    fix: dict[str, str] = Field(default_factory=dict, description="In a rehearsal, what the fixer writes in "
+                                "each fix round: path -> full new content.")
 
 
 class Integration(_Strict):
@@ -175,7 +203,8 @@ class Task(_Strict):
     id: Annotated[str, Field(pattern=ID_PATTERN, max_length=64)]
     title: str
     prompt: str = Field(description="What the agent is asked to do.")
-    role: str | None = Field(None, description="e.g. implementer, tester, reviewer; may select a profile.")
+    role: str | None = Field(None, description="The role prompt that opens the agent's prompt (software-engineer, "
+                             "sdet, … or .plait/roles/NAME.md); also selects a profile of that name.")
     agent: str | None = Field(None, description="Agent profile; the plan default when absent.")
     needs: list[str] = Field(default_factory=list, description="Ids of tasks whose work this one builds on.")
     files: list[str] = Field(default_factory=list, description="Declared scope: repo-relative paths or globs.")
@@ -187,7 +216,11 @@ class Task(_Strict):
     estimate: Duration | None = Field(None, description="Explicit estimate; otherwise from size.")
     verify: str | None = Field(None, description="Shell command that proves the task works.")
     acceptance: list[str] = Field(default_factory=list, description="Acceptance criteria.")
-    gate: bool = Field(False, description="A checkpoint: dependents wait for it to be verified and reviewed.")
+    gate: bool = Field(False, description="A checkpoint: dependents wait for it to be verified and reviewed; if it "
+                       "fails, nothing new starts.")
+    review: ReviewMode | None = Field(None, description="This task's review (per-task or never); the plan "
+                                      "default when absent.")
+    max_rounds: int | None = Field(None, ge=1, le=MAX_ROUNDS_LIMIT, description="This task's review rounds.")
     timeout: Duration | None = None
     script: Script | None = Field(None, description="Edits for the built-in `script` agent.")
     allow_empty: bool = Field(False, description="The task may change no file (a check-only task); otherwise "
@@ -204,8 +237,9 @@ class Plan(_Strict):
     plait: Literal[1] = Field(description="Plan format version.")
     name: str
     base: str | None = Field(None, description="Branch or commit the run starts from; HEAD when absent.")
-    spec: str | None = None
-    constitution: str | None = None
+    spec: str | None = Field(None, description="Repository path of the spec every agent reads.")
+    constitution: str | None = Field(None, description="Repository path (file or folder of .md files) of the "
+                                     "project's rules every agent follows.")
     defaults: Defaults = Field(default_factory=Defaults)  # type: ignore[arg-type]
     preflight: list[Check] = Field(default_factory=list)
     contracts: list[Contract] = Field(default_factory=list)
@@ -228,6 +262,12 @@ class Plan(_Strict):
         if task.role and task.role in profiles:
             return task.role
         return self.defaults.agent
+
+    def reviewed(self, task: Task) -> bool:
+        return (task.review or self.defaults.review) == "per-task"
+
+    def max_rounds_for(self, task: Task) -> int:
+        return task.max_rounds if task.max_rounds is not None else self.defaults.max_rounds
 
     def timeout_for(self, task: Task) -> float:
         return task.timeout if task.timeout is not None else self.defaults.timeout

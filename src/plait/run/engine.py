@@ -1,5 +1,5 @@
 """The run loop: schedule ready tasks onto worker threads, record every change, react to results
-(retry, block, radar), then integrate, deliver and report.
+(retry, block, radar, a failed gate), then integrate, deliver and report.
 
 The loop owns the Scheduler and is the only place run-level decisions are made; attempts run on a
 thread pool (the Executor boundary: Ray can take this place) and report back TaskRecords.
@@ -75,6 +75,8 @@ class Engine:
         self.radar_head = ctx.base_sha
         self.spent = 0.0
         self.stopped_for_budget = False
+        self.failed_gate: str | None = None  # a gate task failed: nothing new starts
+        self.errors: dict[str, str] = {}  # failed task -> why: what the run's end says
 
     # -- events ------------------------------------------------------------------------
     def emit(self, kind: EventKind, task_id: str | None = None, data: Mapping[str, Any] | None = None,
@@ -104,7 +106,7 @@ class Engine:
                 self.radar_head = self._radar_merge(tid, row["commit_sha"], report=False) or self.radar_head
             elif row["state"] != TaskState.PENDING:
                 self.emit(EventKind.TASK_RESET, tid, {"was": row["state"]},
-                          task={"state": TaskState.PENDING, "error": None})
+                          task={"state": TaskState.PENDING, "error": None, "review_json": None})
 
     # -- main loop ---------------------------------------------------------------------
     def execute(self) -> str:
@@ -137,13 +139,14 @@ class Engine:
         try:
             while True:
                 self._check_cancel()
-                if not self.cancel.is_set() and not self.stopped_for_budget:
+                stopped = self.cancel.is_set() or self.stopped_for_budget or self.failed_gate is not None
+                if not stopped:
                     self.sched.profile_limits = dict(self.limits.current)
                     for tid in self.sched.next_to_start(self.clock.now()):
                         running[self._start(tid)] = tid
                 if not running:
                     wake = self.sched.next_wakeup()
-                    if wake is None or self.cancel.is_set() or self.stopped_for_budget:
+                    if wake is None or stopped:
                         break
                     self.clock.sleep(max(0.0, min(POLL_SECONDS * 4, wake - self.clock.now())))
                     continue
@@ -171,7 +174,7 @@ class Engine:
                                                 "profile": self.plan.agent_for(task, self.ctx.profiles),
                                                 "resume_session": resume[0] if resume else None},
                   task={"state": TaskState.RUNNING, "attempt": attempt, "started_at": now, "finished_at": None,
-                        "error": None, "branch": self.ctx.paths.branch(tid)},
+                        "error": None, "branch": self.ctx.paths.branch(tid), "review_json": None},
                   attempt={"attempt": attempt, "started_at": now, "outcome": "running"})
         deps = {d: self.commits[d] for d in task.needs}
         contexts = {d: self.contexts.get(d, {}) for d in task.needs}
@@ -220,6 +223,8 @@ class Engine:
                       task={"state": TaskState.RETRYING, "error": rec.error})
         else:
             self._fail(tid, rec.error, TaskState.CANCELLED if self.cancel.is_set() else TaskState.FAILED)
+            if self.plan.task(tid).gate and not self.cancel.is_set():
+                self._stop_for_gate(tid, rec.error)
         self._check_budget()
 
     def backoff(self, tries: int, retry_after: float | None) -> float:
@@ -230,12 +235,22 @@ class Engine:
         return round(max(delay, min(retry_after or 0.0, MAX_RETRY_AFTER_SECONDS)), 3)
 
     def _fail(self, tid: str, error: str, state: TaskState) -> None:
+        self.errors[tid] = error
         blocked = self.sched.fail(tid)
         self.emit(EventKind.TASK_FAILED, tid, {"error": error, "blocks": blocked},
                   task={"state": state, "error": error, "finished_at": time.time()})
+        why = f"gate {tid} failed" if self.plan.task(tid).gate else f"needs {tid}, which failed"
         for b in blocked:
-            self.emit(EventKind.TASK_BLOCKED, b, {"by": tid},
-                      task={"state": TaskState.BLOCKED, "error": f"needs {tid}, which failed"})
+            self.emit(EventKind.TASK_BLOCKED, b, {"by": tid}, task={"state": TaskState.BLOCKED, "error": why})
+
+    def _stop_for_gate(self, tid: str, error: str) -> None:
+        """A gate is a checkpoint: when it fails (for good), nothing new starts; running tasks finish."""
+        self.failed_gate = tid
+        left = self.sched.stop_new()
+        self.emit(EventKind.RUN_GATE_FAILED, None, {"gate": tid, "error": error, "not_started": left})
+        for other in left:
+            self.emit(EventKind.TASK_CANCELLED, other, {"why": f"gate {tid} failed"},
+                      task={"state": TaskState.CANCELLED, "error": f"not started: gate {tid} failed"})
 
     def _check_cancel(self) -> None:
         if self.cancel.is_set() and not self._cancel_recorded:
@@ -284,11 +299,25 @@ class Engine:
         failed = self.sched.failed or self.sched.blocked
         if self.cancel.is_set():
             status = "cancelled"
-        elif failed or self.stopped_for_budget:
+        elif failed or self.stopped_for_budget or self.failed_gate:
             status = "failed"
         else:
             order = graph.topological_order({t.id: list(t.needs) for t in self.plan.tasks})
             result = integrate.integrate(self.ctx, self.commits, order, self.options.deliver, self.emit, self.cancel)
             status = "cancelled" if self.cancel.is_set() else "completed" if result.ok else "failed"
-        self.emit(EventKind.RUN_FINISHED, None, {"status": status}, run={"status": status, "finished_at": time.time()})
+        self.emit(EventKind.RUN_FINISHED, None, {"status": status, "why": self._why(status)},
+                  run={"status": status, "finished_at": time.time()})
         return status
+
+    def _why(self, status: str) -> str:
+        """One line on why a run failed: a failed gate, else its failed tasks, the budget, the integration."""
+        if status != "failed":
+            return ""
+        if self.failed_gate:
+            return f"gate {self.failed_gate} failed, so nothing after it started ({self.errors[self.failed_gate]})"
+        failed = [f"{t}: {e}" for t, e in self.errors.items()]
+        if failed:
+            return "; ".join(failed[:3]) + (f" (+{len(failed) - 3} more)" if len(failed) > 3 else "")
+        if self.stopped_for_budget:
+            return f"--max-cost {self.options.max_cost} spent before every task could start"
+        return "the integration failed: see INTEGRATION-REPORT.md"

@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from plait.plan.model import Plan
+from plait.plan.model import Plan, Task
 from plait.testing import ModelServer, Scenario, scenario_from_script, text
+from plait.testing.scenario import fix_scenario, review_scenario
 
 # Per-task environment on top of a profile's allow-listed one.
 TaskEnv = Callable[[str], dict[str, str]]
@@ -23,13 +24,28 @@ def endpoint_env(url: str, api_key: str) -> dict[str, str]:
     }
 
 
+def scenarios(plan: Plan, task: Task, latency: float) -> dict[str, Scenario]:
+    """Agent id -> scenario: the task's own (its `script:` edits), and for a reviewed task its reviewer's
+    and fixer's in every round (`<task>/review-<n>`, `<task>/fix-<n>`; script `review:` and `fix:`)."""
+    script = task.script
+    found = {task.id: scenario_from_script(script, latency=latency) if script
+             else Scenario([text(f"Rehearsal of {task.id}: nothing scripted.")], latency=latency)}
+    if plan.reviewed(task):
+        answers = script.review if script else []
+        for n in range(1, plan.max_rounds_for(task) + 1):
+            answer = answers[min(n, len(answers)) - 1] if answers else None
+            found[f"{task.id}/review-{n}"] = found[f"{task.id}/review-{n}-retry"] = review_scenario(answer, latency)
+            found[f"{task.id}/fix-{n}"] = fix_scenario(script.fix if script else {}, latency)
+    return found
+
+
 @contextmanager
 def rehearsal(plan: Plan, run_id: str, latency: float = 0.0) -> Iterator[tuple[ModelServer, TaskEnv]]:
-    """A running scripted server with one scenario per task (its own API key), and the env for each task."""
-    keys = {t.id: f"plait-rehearsal-{run_id}-{t.id}" for t in plan.tasks}
+    """A running scripted server with one scenario per agent (its own API key), and each agent's env."""
+    keys: dict[str, str] = {}
     with ModelServer() as server:
         for t in plan.tasks:
-            scenario = (scenario_from_script(t.script, latency=latency) if t.script
-                        else Scenario([text(f"Rehearsal of {t.id}: nothing scripted.")], latency=latency))
-            server.add(keys[t.id], scenario)
-        yield server, lambda task_id: endpoint_env(server.url, keys[task_id])
+            for agent_id, scenario in scenarios(plan, t, latency).items():
+                keys[agent_id] = f"plait-rehearsal-{run_id}-{agent_id.replace('/', '~')}"  # ~ is in no task id
+                server.add(keys[agent_id], scenario)
+        yield server, lambda agent_id: endpoint_env(server.url, keys[agent_id])

@@ -1,4 +1,4 @@
-"""One attempt of one task: workspace -> sandboxed agent -> capture -> verify -> evidence.
+"""One attempt of one task: workspace -> sandboxed agent -> capture -> verify -> review/fix -> evidence.
 
 Runs on a worker thread. It never decides the run's fate: it returns a TaskRecord and the engine
 schedules retries, blocks dependents and integrates.
@@ -13,19 +13,21 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from plait import proc
 from plait.agents.base import Agent, AgentRequest, AgentResult, ErrorKind, Permission, Profile, SandboxMode
-from plait.evidence import TaskRecord, VerifyResult, write_evidence
+from plait.evidence import ReviewRecord, TaskRecord, VerifyResult, write_evidence
 from plait.git import merge, workspace
-from plait.git.repo import Git, GitError
+from plait.git.repo import GitError
 from plait.plan.analyze import patterns_overlap
-from plait.plan.model import Plan, Task
+from plait.plan.model import Plan, Script, Task
 from plait.redact import redact, redact_files, register_env
-from plait.run import scrutiny
+from plait.run import review, scrutiny
+from plait.run.context import RunContext as RunContext  # re-exported: api, integrate and the engine use them
+from plait.run.context import RunPaths as RunPaths
+from plait.run.prompts import build_prompt, role_for
 from plait.sandbox import Confinement
 from plait.state import EventKind
 from plait.text import clip, printable
@@ -42,75 +44,9 @@ def short(text: str, limit: int = EVIDENCE_CHARS) -> str:
     return clip(printable(redact(text)), limit, "full text in the attempt's logs")
 
 
-@dataclass(frozen=True)
-class RunPaths:
-    repo_root: Path
-    run_id: str
-    workspaces: Path  # this run's workspaces, outside the user's checkout by default
-
-    @property
-    def plait_dir(self) -> Path:
-        return self.repo_root / ".plait"
-
-    @property
-    def run_dir(self) -> Path:
-        return self.plait_dir / "runs" / self.run_id
-
-    def task_dir(self, task_id: str) -> Path:
-        return self.run_dir / "tasks" / task_id
-
-    def attempt_folder(self, task_id: str, attempt: int) -> Path:
-        return self.workspaces / task_id / f"a{attempt}"
-
-    def home(self, task_id: str) -> Path:
-        return self.workspaces / task_id / "home"
-
-    @property
-    def integration_folder(self) -> Path:
-        return self.workspaces / "_integration"  # task ids start with a letter or digit
-
-    def branch(self, task_id: str) -> str:
-        return f"plait/{self.run_id}/{task_id}"
-
-
-@dataclass(frozen=True)
-class RunContext:
-    plan: Plan
-    git: Git
-    paths: RunPaths
-    base_sha: str
-    profiles: Mapping[str, Profile]
-    make_agent: Callable[[Profile], Agent]
-    agent_env: Callable[[Profile, str], dict[str, str]]  # (profile, task id) -> the agent's environment
-    verify_env: Mapping[str, str] = field(default_factory=dict)
-    landlock: bool = False  # the kernel can confine writes (sandbox.support())
-    protected: tuple[str, ...] = ("plait.toml",)  # repo paths a task may not delete: plait's plan and config
-    rehearsal: bool = False  # agents talk to plait's scripted model server: costs are simulated
-
-
 def verify_environment() -> dict[str, str]:
     """The user's own test command runs with the user's environment, minus git's internals."""
     return {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-
-
-def build_prompt(plan: Plan, task: Task, dep_contexts: Mapping[str, Mapping[str, Any]]) -> str:
-    lines = [f"# Task {task.id}: {task.title}", "", task.prompt.strip(), ""]
-    if task.acceptance:
-        lines += ["## Acceptance criteria", *[f"- {a}" for a in task.acceptance], ""]
-    if task.files:
-        lines += ["## Scope", "Change only these paths (changes elsewhere are reported as deviations):",
-                  *[f"- {f}" for f in task.files], ""]
-    frozen = [c for c in plan.contracts if c.owner != task.id]
-    if frozen:
-        lines += ["## Frozen contracts (do not change)", *[f"- {c.path} (owned by {c.owner})" for c in frozen], ""]
-    if dep_contexts:
-        lines += ["## What the tasks you build on did (their work is already in your worktree)"]
-        lines += [f"- {dep}: {ctx.get('context_summary', '')}" for dep, ctx in dep_contexts.items()]
-        lines.append("")
-    verify = plan.verify_for(task)
-    if verify:
-        lines += ["## Verification", f"plait runs `{verify}` in this worktree when you finish; make it pass.", ""]
-    return "\n".join(lines)
 
 
 def out_of_scope(changed: list[str], scope: list[str]) -> list[str]:
@@ -155,7 +91,8 @@ class TaskError(Exception):
 def confinement(ctx: RunContext, profile: Profile | None, ws: workspace.Workspace, agent: bool) -> Confinement:
     """The sandbox for an attempt's processes: writes confined unless the profile turned it off or the
     kernel cannot (the run said so when it started); processes always end with the attempt. A
-    read-only profile's agent cannot write its work tree either (its verify command can)."""
+    read-only profile's agent (a reviewer's, always) cannot write its work tree either (its verify
+    command can)."""
     off = profile is not None and profile.sandbox is SandboxMode.OFF
     read_only = agent and profile is not None and profile.permission is Permission.READ_ONLY
     writable = tuple(p for p in ws.writable if not (read_only and p == ws.tree))
@@ -188,9 +125,9 @@ def run_attempt(
 
     Never raises: an exception from any stage (an adapter, git, a parser) becomes a failed attempt
     with its evidence and a message, here, in one place; the traceback goes to the attempt's log."""
-    run = _Attempt(ctx, task, attempt, dep_commits, emit)
+    run = _Attempt(ctx, task, attempt, dep_commits, emit, cancel)
     try:
-        return run.stages(dep_contexts, cancel, resume)
+        return run.stages(dep_contexts, resume)
     except Exception as exc:
         log.exception("task %s attempt %s failed in %s", task.id, attempt, run.stage)
         with (run.log_dir / "internal-error.log").open("a") as f:
@@ -202,19 +139,29 @@ def run_attempt(
 
 
 class _Attempt:
-    """The state one attempt builds up, stage by stage, and its evidence."""
+    """The state one attempt builds up, stage by stage, and its evidence. It is also the review loop's
+    `Work` (plait.run.review): the reviewer and the fixer run, and their work is captured and verified,
+    in this attempt's workspace."""
 
     def __init__(self, ctx: RunContext, task: Task, attempt: int, dep_commits: Mapping[str, str],
-                 emit: Emit) -> None:
+                 emit: Emit, cancel: threading.Event) -> None:
         self.ctx, self.task, self.attempt, self.dep_commits, self.emit = ctx, task, attempt, dep_commits, emit
+        self.cancel = cancel
         self.started = time.time()
         self.folder = ctx.paths.task_dir(task.id)
         self.log_dir = self.folder / "logs" / f"attempt-{attempt}"
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.last_dir = self.log_dir  # where the last agent wrote: its verify log goes beside it
         self.profile = ctx.profiles[ctx.plan.agent_for(task, ctx.profiles)]
+        # The more specific setting wins: the task's own timeout, then the profile's, then the plan's.
+        self.timeout = task.timeout or self.profile.timeout or ctx.plan.defaults.timeout
         self.base = ctx.base_sha
+        self.ws: workspace.Workspace | None = None
         self.agent: dict[str, Any] = {"profile": self.profile.name, "adapter": self.profile.adapter}
         self.result: AgentResult | None = None
+        self.captured: dict[str, Any] = {}  # the last capture: commit, files, deviations, contract violations
+        self.costs: list[float | None] = []  # every agent's of this attempt: implementer, reviewer, fixer
+        self.tokens = [0, 0]
         self.incidents: list[str] = []
         self.stage = "workspace"
 
@@ -227,17 +174,26 @@ class _Attempt:
             "started_at": self.started, "finished_at": time.time(), "dependencies": list(self.dep_commits),
             "incidents": self.incidents, "profile": self.profile.name,
             "error_kind": result.error_kind if result and not result.ok else None,
-            "session_id": result.session_id if result else None, "cost_usd": result.cost_usd if result else None,
+            "session_id": result.session_id if result else None, "cost_usd": self.cost(),
             "retry_after": result.retry_after if result else None, "rehearsal": self.ctx.rehearsal,
         }
+        fields.update(self.captured)
         fields.update(kw)
         rec = TaskRecord(**fields)
         write_evidence(self.folder, rec, self.task, self.ctx.plan)
         return rec
 
-    def stages(self, dep_contexts: Mapping[str, Mapping[str, Any]], cancel: threading.Event,
-               resume: tuple[str, str] | None) -> TaskRecord:
-        ctx, task, paths, git, profile = self.ctx, self.task, self.ctx.paths, self.ctx.git, self.profile
+    def cost(self) -> float | None:
+        known = [c for c in self.costs if c is not None]
+        return round(sum(known), 6) if known else None
+
+    def usage(self) -> dict[str, Any]:
+        """The attempt's spending so far and its incidents, as the task's row holds them."""
+        return {"cost_usd": self.cost(), "tokens_in": self.tokens[0], "tokens_out": self.tokens[1],
+                "incidents_json": json.dumps(self.incidents)}
+
+    def stages(self, dep_contexts: Mapping[str, Mapping[str, Any]], resume: tuple[str, str] | None) -> TaskRecord:
+        ctx, task, paths, profile = self.ctx, self.task, self.ctx.paths, self.profile
         session = None
         previous = paths.attempt_folder(task.id, self.attempt - 1)
         if resume is not None and (previous / "tree").is_dir():
@@ -250,72 +206,142 @@ class _Attempt:
             except TaskError as exc:
                 return self.record(False, error=f"workspace: {exc}", transient=exc.transient)
             self.base = ws.base
+        self.ws = ws
         self.emit(EventKind.TASK_WORKSPACE, {"workspace": str(ws.tree), "base": self.base},
                   task={"worktree": str(ws.folder), "base_sha": self.base, "branch": paths.branch(task.id)})
 
         self.stage = "agent"
-        prompt = build_prompt(ctx.plan, task, dep_contexts)
-        (self.log_dir / "prompt.md").write_text(prompt)
-        # The more specific setting wins: the task's own timeout, then the profile's, then the plan's.
-        timeout = task.timeout or profile.timeout or ctx.plan.defaults.timeout
-        confine = confinement(ctx, profile, ws, agent=True)
-        repo_before = scrutiny.repo_state(ws.tree)
-        env = workspace_env(ctx.agent_env(profile, task.id), ws, home=True)
-        register_env(env)  # keys handed to this agent (a rehearsal's, say) are masked like the user's
-        request = AgentRequest(task.id, prompt, ws.tree, self.log_dir, profile, timeout, env,
-                               resume_session=session, script=task.script, cancel=cancel, home=ws.home,
-                               confine=confine)
-        self.result = result = _run_agent(ctx.make_agent(profile), request)
+        prompt = build_prompt(ctx.plan, task, dep_contexts, ctx.docs, paths.repo_root)
+        role = role_for(task.role, paths.repo_root)
+        self.result = result = self.call_agent(role, profile, prompt, self.log_dir, session, task.script)
         self.agent.update(ok=result.ok, exit_code=result.exit_code, summary=short(result.summary),
                           session_id=result.session_id, cost_usd=result.cost_usd, turns=result.turns,
                           tokens={"input": result.tokens.input, "output": result.tokens.output,
                                   "cached": result.tokens.cached},
                           error_kind=result.error_kind.value if result.error_kind else None,
                           error_message=short(result.error_message), seconds=round(result.duration, 3),
-                          sandbox="landlock" if confine.landlock else "off", binary=result.binary,
-                          version=result.version and short(result.version, 200))
-        self.incidents += [f"refused or outside its work tree: {short(b, 500)}" for b in result.blocked]
-        self.incidents += scrutiny.repo_notes(repo_before, scrutiny.repo_state(ws.tree))
+                          sandbox="landlock" if confinement(ctx, profile, ws, True).landlock else "off",
+                          binary=result.binary, version=result.version and short(result.version, 200), role=role)
         self.emit(EventKind.TASK_AGENT_DONE, self.agent,
-                  attempt={"agent_exit": result.exit_code, "error_kind": self.agent["error_kind"]},
-                  task={"cost_usd": result.cost_usd, "tokens_in": result.tokens.input,
-                        "tokens_out": result.tokens.output, "incidents_json": json.dumps(self.incidents)})
+                  attempt={"agent_exit": result.exit_code, "error_kind": self.agent["error_kind"]}, task=self.usage())
         if not result.ok:
             kind = result.error_kind or ErrorKind.UNKNOWN
             return self.record(False, error=f"agent {profile.name}: {kind.value}: {self.agent['error_message']}",
                                transient=kind.transient)
 
         self.stage = "capture"
+        commit, problem = self.capture()
+        if problem or commit is None:
+            return self.record(False, error=problem, transient=False)
+
+        self.stage = "verify"
+        verify = self.verify()
+        if not verify.ok:
+            why = "timed out" if verify.timed_out else f"exited {verify.exit_code}"
+            return self.record(False, verify=verify, error=f"verify `{verify.command}` {why}",
+                               transient=verify.timed_out)
+
+        reviewed: ReviewRecord | None = None
+        if ctx.plan.reviewed(task):
+            self.stage = "review"
+            reviewer, fixer = review.profiles_for(ctx.profiles, profile)
+            job = review.Job(ctx.plan, task, ctx.docs, paths.repo_root, reviewer, fixer, commit, verify)
+            done = review.review_and_fix(self, job)
+            verify, reviewed = done.verify, done.record
+            if not done.approved:  # never retried as a whole unless an agent failed transiently
+                failed_kind = done.error_kind
+                return self.record(False, verify=verify, review=reviewed, error=done.error, error_kind=failed_kind,
+                                   transient=bool(failed_kind and failed_kind.transient), session_id=None,
+                                   profile=done.profile or profile.name)
+        workspace.remove(ws.folder)  # the work is in its commit; failed attempts' workspaces stay to look at
+        return self.record(True, verify=verify, review=reviewed)
+
+    # -- the stages' mechanics, shared with the review loop ---------------------------------------------
+    def call_agent(self, role: str, profile: Profile, prompt: str, log_dir: Path, session: str | None = None,
+                   script: Script | None = None, agent_id: str | None = None) -> AgentResult:
+        ws, ctx = self._ws(), self.ctx
+        log_dir.mkdir(parents=True, exist_ok=True)
+        (log_dir / "prompt.md").write_text(prompt)
+        self.last_dir = log_dir
+        repo_before = scrutiny.repo_state(ws.tree)
+        env = workspace_env(ctx.agent_env(profile, agent_id or self.task.id), ws, home=True)
+        register_env(env)  # keys handed to this agent (a rehearsal's, say) are masked like the user's
+        request = AgentRequest(self.task.id, prompt, ws.tree, log_dir, profile, self.timeout, env,
+                               resume_session=session, script=script, cancel=self.cancel, home=ws.home,
+                               confine=confinement(ctx, profile, ws, agent=True), role=role)
+        result = _run_agent(ctx.make_agent(profile), request)
+        self.costs.append(result.cost_usd)
+        self.tokens[0] += result.tokens.input
+        self.tokens[1] += result.tokens.output
+        who = "" if log_dir == self.log_dir else f"{role}: "
+        self.incidents += [f"{who}refused or outside its work tree: {short(b, 500)}" for b in result.blocked]
+        self.incidents += [who + note for note in scrutiny.repo_notes(repo_before, scrutiny.repo_state(ws.tree))]
+        return result
+
+    def _ws(self) -> workspace.Workspace:
+        assert self.ws is not None, "the workspace comes first"
+        return self.ws
+
+    def run_role(self, role: str, profile: Profile, prompt: str, label: str) -> AgentResult:
+        return self.call_agent(role, profile, prompt, self.log_dir / label, agent_id=f"{self.task.id}/{label}")
+
+    def capture(self) -> tuple[str | None, str | None]:
+        """Commit the work tree on the base and move the task's branch to it: (commit, why the change
+        fails the task or None)."""
+        ctx, task, git, paths = self.ctx, self.task, self.ctx.git, self.ctx.paths
         try:
-            captured_tree = workspace.capture(git, ws, f"[plait {paths.run_id}] {task.id}: {task.title}")
+            captured_tree = workspace.capture(git, self._ws(), f"[plait {paths.run_id}] {task.id}: {task.title}")
         except (workspace.WorkspaceGone, GitError) as exc:  # e.g. files the agent made unreadable
-            return self.record(False, error=f"capture: {exc}", transient=False)
+            return None, f"capture: {exc}"
         commit = captured_tree.commit
         ref = f"refs/heads/{paths.branch(task.id)}"
         git.update_ref(ref, commit, git.rev_parse(ref))
         changed = [p for _, p in captured_tree.changed]
-        captured = {"commit_sha": commit, "files_changed": changed, "deviations": out_of_scope(changed, task.files),
-                    "contract_violations": contract_violations(ctx.plan, task, changed)}
-        self.emit(EventKind.TASK_CAPTURED, {"commit": commit, "files": changed, "deviations": captured["deviations"],
-                                            "contract_violations": captured["contract_violations"]},
-                  task={"commit_sha": commit, "deviations_json": json.dumps(captured["deviations"])})
-        problem = self.capture_problem(captured_tree)
-        if problem:
-            return self.record(False, **captured, error=problem, transient=False)
+        deviations, violations = out_of_scope(changed, task.files), contract_violations(ctx.plan, task, changed)
+        self.captured = {"commit_sha": commit, "files_changed": changed, "deviations": deviations,
+                         "contract_violations": violations}
+        self.emit(EventKind.TASK_CAPTURED, {"commit": commit, "files": changed, "deviations": deviations,
+                                            "contract_violations": violations},
+                  task={"commit_sha": commit, "deviations_json": json.dumps(deviations)})
+        return commit, self.capture_problem(captured_tree)
 
-        self.stage = "verify"
-        verify = run_verify(ctx.plan.verify_for(task), ws.tree, self.log_dir, timeout, cancel,
+    def verify(self) -> VerifyResult:
+        ctx, ws = self.ctx, self._ws()
+        verify = run_verify(ctx.plan.verify_for(self.task), ws.tree, self.last_dir, self.timeout, self.cancel,
                             workspace_env(ctx.verify_env or verify_environment(), ws, home=False),
-                            confinement(ctx, profile, ws, agent=False))
+                            confinement(ctx, self.profile, ws, agent=False))
         self.emit(EventKind.TASK_VERIFIED, {"command": verify.command, "exit_code": verify.exit_code,
                                             "seconds": verify.seconds, "ok": verify.ok},
                   task={"verify_exit": verify.exit_code, "verify_seconds": verify.seconds})
-        if not verify.ok:
-            why = "timed out" if verify.timed_out else f"exited {verify.exit_code}"
-            return self.record(False, **captured, verify=verify, error=f"verify `{verify.command}` {why}",
-                               transient=verify.timed_out)
-        workspace.remove(ws.folder)  # the work is in its commit; failed attempts' workspaces stay to look at
-        return self.record(True, **captured, verify=verify)
+        return verify
+
+    def diff(self, commit: str) -> str:
+        """The task's change, as the reviewer reads it (never through the user's diff drivers)."""
+        return self.ctx.git.run("diff", "--no-color", "--no-ext-diff", "--no-textconv", self.base, commit)
+
+    def tree_state(self) -> str:
+        """The work tree's file state, as a git tree (read with plait's own index, like a capture)."""
+        ws, git = self._ws(), self.ctx.git
+        env = {"GIT_INDEX_FILE": str(ws.index)}
+        git.run(f"--work-tree={ws.tree}", "add", "-A", cwd=ws.tree, env=env)
+        return git.run("write-tree", env=env).strip()
+
+    def put_back(self, tree: str) -> list[str]:
+        """Put the work tree back to `tree` if a reviewer changed it (possible only where the kernel cannot
+        confine writes); what it had changed becomes an incident."""
+        ws, git, now = self._ws(), self.ctx.git, self.tree_state()
+        if now == tree:
+            return []
+        changed = [p for p in git.run("diff-tree", "-r", "-z", "--name-only", "--no-renames", tree, now).split("\0")
+                   if p]
+        git.run(f"--work-tree={ws.tree}", "read-tree", "--reset", "-u", tree, cwd=ws.tree,
+                env={"GIT_INDEX_FILE": str(ws.index)})
+        self.incidents.append(f"reviewer: changed {', '.join(changed[:10])} (a reviewer only reads): put back")
+        return changed
+
+    def report(self, kind: EventKind, data: dict[str, Any], record: ReviewRecord) -> None:
+        """A review event, with the review so far and the spending in the task's row."""
+        self.emit(kind, data, task={**self.usage(), "review_json": json.dumps(record.summary())})
 
     def capture_problem(self, captured: workspace.Capture) -> str | None:
         """Why what the agent left fails the task, or None: nothing changed, a frozen contract

@@ -7,10 +7,19 @@ without a model, a CLI or real waiting. Git, SQLite and the sandbox stay real.
 
 Each task's outcomes are played one per attempt; the last one repeats. `fake.requests` keeps every
 AgentRequest it was given (to assert e.g. that a retry resumed the session).
+
+Reviewers and fixers (plait.run.review) are scripted per role, per task, one outcome per run of that role:
+
+    fake = FakeAgent({"t1": [edits({"a.txt": "x\\n"})]},
+                     roles={"reviewer": {"t1": [request_changes("a.txt: say hello"), approve()]},
+                            "fixer": {"t1": [edits({"a.txt": "hello\\n"})]}})
+
+A role without a script approves (reviewer) or does nothing (fixer); `fake.requests_for("reviewer")`.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -68,20 +77,54 @@ def hang() -> Outcome:
     return Outcome(AgentResult(False, None), hang=True)
 
 
+def answer(text: str, cost: float | None = None) -> Outcome:
+    """A reviewer's (or any agent's) final message, as it is: prose, a verdict, garbage."""
+    return Outcome(AgentResult(True, 0, text, cost_usd=cost, tokens=Tokens(50, 20), turns=1))
+
+
+def verdict(approved: bool, comments: Sequence[str] = (), cost: float | None = None, prose: str = "") -> Outcome:
+    word = "approved" if approved else "changes_requested"
+    return answer(f"{prose}\n{json.dumps({'verdict': word, 'comments': list(comments)})}".strip(), cost)
+
+
+def approve(*comments: str, cost: float | None = None) -> Outcome:
+    return verdict(True, comments, cost, "Looks right.")
+
+
+def request_changes(*comments: str, cost: float | None = None) -> Outcome:
+    return verdict(False, comments, cost, "Some things to fix.")
+
+
+ROLE_DEFAULTS = {"reviewer": approve(), "fixer": nothing()}
+
+
 class FakeAgent:
     name = "fake"
 
-    def __init__(self, script: Mapping[str, Sequence[Outcome]], default: Outcome | None = None) -> None:
+    def __init__(self, script: Mapping[str, Sequence[Outcome]], default: Outcome | None = None,
+                 roles: Mapping[str, Mapping[str, Sequence[Outcome]]] | None = None) -> None:
         self.script = {task: list(outcomes) for task, outcomes in script.items()}
         self.default = default or nothing()
+        self.roles = {role: {task: list(o) for task, o in by_task.items()} for role, by_task in (roles or {}).items()}
         self.requests: list[AgentRequest] = []
         self._lock = threading.Lock()
 
+    def _lane(self, request: AgentRequest) -> str | None:
+        """The role a request is scripted under; None: the task's own script."""
+        return request.role if request.role in self.roles or request.role in ROLE_DEFAULTS else None
+
+    def requests_for(self, role: str, task_id: str | None = None) -> list[AgentRequest]:
+        return [r for r in self.requests if r.role == role and task_id in (None, r.task_id)]
+
     def run(self, request: AgentRequest) -> AgentResult:
+        lane = self._lane(request)
         with self._lock:
-            attempt = sum(1 for r in self.requests if r.task_id == request.task_id)
+            attempt = sum(1 for r in self.requests if r.task_id == request.task_id and self._lane(r) == lane)
             self.requests.append(request)
-        outcomes = self.script.get(request.task_id) or [self.default]
+        if lane is None:
+            outcomes = self.script.get(request.task_id) or [self.default]
+        else:
+            outcomes = self.roles.get(lane, {}).get(request.task_id) or [ROLE_DEFAULTS.get(lane, self.default)]
         outcome = outcomes[min(attempt, len(outcomes) - 1)]
         started = time.monotonic()
         if outcome.hang:

@@ -10,11 +10,12 @@ consume a turn: `fail(429)` fails every request at its turn (the CLI gives up af
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from plait.plan.model import Script
+from plait.plan.model import ReviewAnswer, Script
 
 
 @dataclass(frozen=True)
@@ -183,3 +184,16 @@ def scenario_from_script(script: Script, latency: float = 0.0) -> Scenario:
     if script.fail:
         steps.append(Fail(500, "the rehearsal script asked to fail"))
     return Scenario(steps, latency=latency)
+
+
+def review_scenario(answer: ReviewAnswer | None = None, latency: float = 0.0) -> Scenario:
+    """A reviewer's turn: read nothing, answer with the verdict as its final message (approved when None)."""
+    answer = answer or ReviewAnswer(verdict="approved")
+    verdict = json.dumps({"verdict": answer.verdict, "comments": answer.comments})
+    return Scenario([], latency=latency, final=f"Reviewed the change.\n{verdict}")
+
+
+def fix_scenario(files: dict[str, str], latency: float = 0.0) -> Scenario:
+    """A fixer's turns: write `files`, then say so."""
+    return Scenario([Write(path, content) for path, content in files.items()], latency=latency,
+                    final="Addressed the review comments.")
