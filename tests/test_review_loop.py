@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from hostile import require_landlock
 from plait import api, report
 from plait.agents.base import ErrorKind, Permission
 from plait.commands.run import render_status
@@ -180,8 +181,7 @@ def test_what_a_reviewer_changes_anyway_is_put_back_and_reported(tmp_path: Path)
 
 
 def test_a_real_reviewer_process_cannot_write_its_work_tree(tmp_path: Path) -> None:
-    if support().landlock_abi is None:
-        pytest.skip(f"needs Landlock: {support().landlock_reason}")
+    require_landlock()
     verdict = '{"verdict": "approved", "comments": []}'
     toml = ("[profiles.reviewer]\nadapter = \"shell\"\n"
             f"command = '''echo pwned > a.txt; echo new > new.txt; echo '{verdict}' '''\n")
