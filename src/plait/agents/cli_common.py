@@ -205,7 +205,11 @@ def estimate_cost(model: str | None, tokens: Tokens) -> float | None:
         return None
     fresh, cached, output = PRICES[max(matches, key=len)]
     uncached = max(0, tokens.input - tokens.cached)
-    return round((uncached * fresh + tokens.cached * cached + tokens.output * output) / 1_000_000, 6)
+    try:
+        cost = (uncached * fresh + tokens.cached * cached + tokens.output * output) / 1_000_000
+    except OverflowError:
+        return None
+    return round(cost, 6) if math.isfinite(cost) else None  # absurd token counts give no estimate
 
 
 # (events, exit code, stderr, worktree) -> the result; adapters bind their extra arguments (e.g. the model).
