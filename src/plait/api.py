@@ -20,7 +20,7 @@ from plait.git.repo import Git
 from plait.plan.load import LoadedPlan, load_plan
 from plait.plan.model import Plan
 from plait.redact import redact_files
-from plait.run import liveness
+from plait.run import liveness, merged
 from plait.run.engine import Engine, Listener, RunOptions
 from plait.run.preflight import preflight
 from plait.run.prompts import check_at_start, read_documents
@@ -294,6 +294,7 @@ def status(run_id: str | None = None, cwd: Path | None = None) -> dict[str, Any]
         } for t in tasks],
         "metrics": report.asdict(metrics),
         "evidence": str(run_paths(repo, rid).run_dir),
+        "merged_context": merged.status_entry(run_paths(repo, rid).run_dir),
     }
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,6 +15,20 @@ from plait.plan.model import Plan, Task
 from plait.redact import write_text
 
 CONTEXT_VERSION = "1.0"
+
+# Lines of an agent's summary that state something the merged context gathers (docs/run.md, "Parent and
+# merged context"): `ASSUMES: <interface> ...` (what the task relies on from another task),
+# `PROVIDES: <interface> ...` (what it offers others), `DECISION: ...` and `PENDING: ...`.
+_STATEMENT = re.compile(r"^[ \t>*-]*(ASSUMES|PROVIDES|DECISION|PENDING)[ \t]*:[ \t]*(\S.*?)[ \t]*$", re.M)
+
+
+def summary_statements(summary: str) -> dict[str, list[str]]:
+    """The `ASSUMES:`/`PROVIDES:`/`DECISION:`/`PENDING:` lines of an agent's summary, by keyword."""
+    found: dict[str, list[str]] = {"ASSUMES": [], "PROVIDES": [], "DECISION": [], "PENDING": []}
+    for keyword, text in _STATEMENT.findall(summary or ""):
+        if text not in found[keyword]:
+            found[keyword].append(text)
+    return found
 
 
 @dataclass(frozen=True)
@@ -102,6 +117,8 @@ def context_doc(record: TaskRecord, task: Task, plan: Plan, summary: str) -> dic
     pending += [f"review: {i}" for i in record.incidents]
     if record.review and not record.review.approved and record.review.rounds:
         pending += [f"review comment: {c}" for c in record.review.rounds[-1].comments]
+    stated = summary_statements(str(record.agent.get("summary") or ""))
+    pending += stated["PENDING"]
     if not record.ok:
         pending.insert(0, f"fix: {record.error}")
     return {
@@ -117,8 +134,10 @@ def context_doc(record: TaskRecord, task: Task, plan: Plan, summary: str) -> dic
         "branch": record.branch,
         "commit": record.commit_sha,
         "files_modified": record.files_changed,
-        "decisions": list(record.agent.get("decisions", [])),
+        "decisions": list(record.agent.get("decisions", [])) + stated["DECISION"],
         "pending_actions": pending,
+        "contract_assumptions": stated["ASSUMES"],
+        "provides": stated["PROVIDES"],
         "acceptance_criteria": task.acceptance,
         "verification": asdict(record.verify) if record.verify else None,
         "review": record.review.summary() if record.review else None,

@@ -8,6 +8,7 @@ thread pool (the Executor boundary: Ray can take this place) and report back Tas
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import threading
@@ -23,11 +24,13 @@ from plait.clock import Clock, RealClock
 from plait.evidence import TaskRecord
 from plait.git import merge
 from plait.plan.model import Plan
-from plait.run import integrate
+from plait.run import integrate, merged
 from plait.run.limits import AdaptiveLimits
 from plait.run.task import RunContext, run_attempt
 from plait.schedule import Job, Scheduler
 from plait.state import EventKind, Store, TaskState
+
+log = logging.getLogger(__name__)
 
 WATCH_SECONDS = 0.5  # how often the watcher looks for `plait cancel` (and writes the heartbeat)
 POLL_SECONDS = 0.25
@@ -112,6 +115,7 @@ class Engine:
     def execute(self) -> str:
         self.emit(EventKind.RUN_STARTED, None, {"pid": os.getpid(), "jobs": self.options.jobs},
                   run={"status": "running", "pid": os.getpid(), "started_at": time.time()})
+        merged.write_parent(self.ctx)  # the feature, tasks, contracts and criteria, before any task starts
         running: dict[Future[TaskRecord], str] = {}
         watcher = threading.Thread(target=self._watch, name="plait-watch", daemon=True)
         watcher.start()
@@ -297,6 +301,7 @@ class Engine:
     # -- end of the run -----------------------------------------------------------------
     def _conclude(self) -> str:
         failed = self.sched.failed or self.sched.blocked
+        result: integrate.IntegrationResult | None = None
         if self.cancel.is_set():
             status = "cancelled"
         elif failed or self.stopped_for_budget or self.failed_gate:
@@ -305,6 +310,11 @@ class Engine:
             order = graph.topological_order({t.id: list(t.needs) for t in self.plan.tasks})
             result = integrate.integrate(self.ctx, self.commits, order, self.options.deliver, self.emit, self.cancel)
             status = "cancelled" if self.cancel.is_set() else "completed" if result.ok else "failed"
+        # What the parallel work adds up to, integrated or not (written also when the integration failed).
+        try:
+            merged.write_merged(self.ctx, self.store.tasks(self.run_id), status, result)
+        except OSError as exc:  # a full disk must not keep the run from ending
+            log.warning("could not write the merged context: %s", exc)
         self.emit(EventKind.RUN_FINISHED, None, {"status": status, "why": self._why(status)},
                   run={"status": status, "finished_at": time.time()})
         return status
