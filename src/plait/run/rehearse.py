@@ -4,12 +4,16 @@ the whole orchestration (worktrees, limits, verify, integration) runs without sp
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from plait.plan.model import Plan, Task
 from plait.testing import ModelServer, Scenario, scenario_from_script, text
 from plait.testing.scenario import fix_scenario, review_scenario
+
+if TYPE_CHECKING:
+    from plait.workflow.agent import RoleJob
 
 # Per-task environment on top of a profile's allow-listed one.
 TaskEnv = Callable[[str], dict[str, str]]
@@ -49,3 +53,15 @@ def rehearsal(plan: Plan, run_id: str, latency: float = 0.0) -> Iterator[tuple[M
                 keys[agent_id] = f"plait-rehearsal-{run_id}-{agent_id.replace('/', '~')}"  # ~ is in no task id
                 server.add(keys[agent_id], scenario)
         yield server, lambda agent_id: endpoint_env(server.url, keys[agent_id])
+
+
+def scripted_roles(server: ModelServer, scenario_for: Callable[[RoleJob], Scenario]) -> Callable[[RoleJob],
+                                                                                               Mapping[str, str]]:
+    """A `role_env` for plait.workflow's `write_spec` and `write_plan`: each agent run (`spec-1`, `plan-2`...)
+    gets its own API key on `server`, answered by `scenario_for(job)` (`job.outputs[0]` is the file it asks for)."""
+    def env(job: RoleJob) -> Mapping[str, str]:
+        key = f"plait-role-{job.role}-{job.log_dir.name}"
+        server.add(key, scenario_for(job))
+        return endpoint_env(server.url, key)
+
+    return env

@@ -18,6 +18,7 @@ from plait.testing.scenario import (
     Step,
     Text,
     Write,
+    author_scenario,
     edit,
     fail,
     hang,
@@ -30,6 +31,6 @@ from plait.testing.server import ModelServer, RecordedRequest
 
 __all__ = [
     "Edit", "Fail", "FakeAgent", "Hang", "ModelServer", "Outcome", "RecordedRequest", "Run", "Scenario", "Step",
-    "Text", "VirtualClock", "Write", "agent_bin", "agent_cache_dir", "edit", "fail", "hang", "run",
-    "scenario_from_script", "text", "write",
+    "Text", "VirtualClock", "Write", "agent_bin", "agent_cache_dir", "author_scenario", "edit", "fail", "hang",
+    "run", "scenario_from_script", "text", "write",
 ]

@@ -197,3 +197,8 @@ def fix_scenario(files: dict[str, str], latency: float = 0.0) -> Scenario:
     """A fixer's turns: write `files`, then say so."""
     return Scenario([Write(path, content) for path, content in files.items()], latency=latency,
                     final="Addressed the review comments.")
+
+
+def author_scenario(path: str, content: str, final: str = "Wrote it.", latency: float = 0.0) -> Scenario:
+    """A role agent's turns (plait.workflow's spec writer or planner): write `path`, then end with `final`."""
+    return Scenario([Write(path, content), Text(final)], latency=latency)

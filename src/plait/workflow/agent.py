@@ -57,9 +57,15 @@ class RoleRun:
         return tuple(p for p in self.changed if p not in self.outputs)
 
 
+# Variables added to one job's agent environment: tests point the CLI at plait's scripted model server
+# this way (as `plait.api.execute(task_env=...)` does for a run's tasks).
+RoleEnv = Callable[["RoleJob"], Mapping[str, str]]
+
+
 def run_role(git: Git, repo_root: Path, job: RoleJob, make_agent: MakeAgent | None = None,
-             notify: Notify = lambda _line: None) -> RoleRun:
-    """Run the job's agent once; a user error when the agent itself fails (its logs say why)."""
+             notify: Notify = lambda _line: None, role_env: RoleEnv | None = None) -> RoleRun:
+    """Run the job's agent once; a user error when the agent itself fails (its logs say why).
+    `role_env(job)` adds variables to the agent's environment."""
     landlock = _landlock(job.profile, notify)
     base = git.resolve_commit("HEAD")
     folder = workspace.repo_folder(workspace_root(repo_root, os.environ) or workspace.default_root(), git)
@@ -73,7 +79,8 @@ def run_role(git: Git, repo_root: Path, job: RoleJob, make_agent: MakeAgent | No
                 (ws.tree / rel).parent.mkdir(parents=True, exist_ok=True)
                 (ws.tree / rel).write_text(text, encoding="utf-8")
             ws = workspace.Workspace(ws.folder, ws.home, workspace.capture(git, ws, f"[plait] {job.role} input").commit)
-        env = workspace_env(env_for(job.profile, os.environ), ws, home=True)
+        env = workspace_env({**env_for(job.profile, os.environ), **(role_env(job) if role_env else {})}, ws,
+                            home=True)
         register_env(env)
         request = AgentRequest(job.role, job.prompt, ws.tree, job.log_dir, job.profile, job.timeout, env,
                                cancel=threading.Event(), home=ws.home,

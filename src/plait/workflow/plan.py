@@ -23,7 +23,7 @@ from plait.plan.model import json_schema
 from plait.plan.validate import Diagnostic, PlanError
 from plait.roles import role_text
 from plait.text import clip
-from plait.workflow.agent import MakeAgent, Notify, RoleJob, check_free, deliver, job_dir, run_role
+from plait.workflow.agent import MakeAgent, Notify, RoleEnv, RoleJob, check_free, deliver, job_dir, run_role
 from plait.workflow.context import Settings, choose_profile, context_sections, settings
 
 ROLE = "planner"
@@ -130,7 +130,7 @@ def problems(repo_root: Path, profiles: Collection[str], scratch: Path, rel: str
 
 def write_plan(git: Git, repo_root: Path, spec: Path, *, agent: str | None = None, rounds: int = 3,
                force: bool = False, make_agent: MakeAgent | None = None,
-               notify: Notify = lambda _line: None) -> WrittenPlan:
+               notify: Notify = lambda _line: None, role_env: RoleEnv | None = None) -> WrittenPlan:
     """Ask the planner for a plan of `spec` and repair it until it validates (at most `rounds` runs)."""
     from plait.profiles import load_profiles
 
@@ -154,7 +154,7 @@ def write_plan(git: Git, repo_root: Path, spec: Path, *, agent: str | None = Non
         inputs = {spec_rel: spec_text, **({rel: text} if text is not None else {})}
         job = RoleJob(ROLE, profile, first if round_ == 1 else first + _repair(round_, rounds, rel, text, errors),
                       (rel,), log_dir, profile.timeout or conf.timeout, inputs)
-        run = run_role(git, repo_root, job, make_agent, notify)
+        run = run_role(git, repo_root, job, make_agent, notify, role_env)
         if run.ignored:
             notify(f"not copied (only the plan is kept): {', '.join(run.ignored)}")
         written = run.outputs[rel]

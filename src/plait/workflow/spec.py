@@ -14,7 +14,7 @@ from pathlib import Path
 from plait.errors import Location, PlaitError
 from plait.git.repo import Git
 from plait.roles import role_text
-from plait.workflow.agent import MakeAgent, Notify, RoleJob, check_free, deliver, job_dir, run_role
+from plait.workflow.agent import MakeAgent, Notify, RoleEnv, RoleJob, check_free, deliver, job_dir, run_role
 from plait.workflow.context import choose_profile, context_sections, settings
 
 ROLE = "spec-writer"
@@ -62,7 +62,8 @@ def _retry(rel: str, missing: list[str]) -> str:
 
 
 def write_spec(git: Git, repo_root: Path, request: str, *, agent: str | None = None, force: bool = False,
-               make_agent: MakeAgent | None = None, notify: Notify = lambda _line: None) -> WrittenSpec:
+               make_agent: MakeAgent | None = None, notify: Notify = lambda _line: None,
+               role_env: RoleEnv | None = None) -> WrittenSpec:
     """Ask the spec writer for a spec of `request`; check its sections, retry once, deliver it."""
     conf = settings(repo_root)
     profile = choose_profile(repo_root, ROLE, agent, conf)
@@ -78,7 +79,7 @@ def write_spec(git: Git, repo_root: Path, request: str, *, agent: str | None = N
     for round_ in (1, 2):
         job = RoleJob(ROLE, profile, first if draft is None else first + _retry(rel, missing), (rel,),
                       logs / f"spec-{round_}", profile.timeout or conf.timeout, {rel: draft} if draft else {})
-        run = run_role(git, repo_root, job, make_agent, notify)
+        run = run_role(git, repo_root, job, make_agent, notify, role_env)
         if run.ignored:
             notify(f"not copied (only the spec is kept): {', '.join(run.ignored)}")
         draft = run.outputs[rel] or draft
