@@ -152,6 +152,9 @@ def start(plan_path: Path, options: RunOptions, cwd: Path | None = None) -> tupl
     """Validate, preflight and record a new run; returns its id (nothing has run yet)."""
     repo = open_repo(cwd)
     loaded = load_plan(plan_path, relax_phases=options.relax_phases, root=repo.root)
+    if options.agent:  # `--agent`: plans from other tools cannot name a profile
+        defaults = loaded.plan.defaults.model_copy(update={"agent": options.agent})
+        loaded = dataclasses.replace(loaded, plan=loaded.plan.model_copy(update={"defaults": defaults}))
     plan = loaded.plan
     _one_repository(loaded, repo.root)
     base_sha = repo.git.resolve_commit(plan.base or "HEAD")

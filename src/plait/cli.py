@@ -81,14 +81,16 @@ def import_cmd(source: Path, output: Path | None, force: bool, relax_phases: boo
 @click.option("--rehearse-latency", type=click.FloatRange(0), default=0.0, show_default=True,
               help="Seconds per scripted model turn in a rehearsal.")
 @click.option("--relax-phases", is_flag=True, help=_RELAX)
+@click.option("--agent", "agent", metavar="PROFILE",
+              help="Agent profile for the tasks that name none (instead of the plan's `defaults.agent`).")
 def run_cmd(plan: Path, jobs: int, deliver: str, max_cost: float | None, rehearse: bool,
-            rehearse_latency: float, relax_phases: bool) -> None:
+            rehearse_latency: float, relax_phases: bool, agent: str | None) -> None:
     """Run PLAN: every task in its own sandboxed workspace, in parallel, verified, then integrated."""
     from plait.commands.run import run
     from plait.run.engine import RunOptions
 
     options = RunOptions(jobs=jobs, deliver=deliver, max_cost=max_cost, rehearse=rehearse,
-                         rehearse_latency=rehearse_latency, relax_phases=relax_phases)
+                         rehearse_latency=rehearse_latency, relax_phases=relax_phases, agent=agent)
     sys.exit(run(plan, options, _console()))
 
 

@@ -47,6 +47,7 @@ class RunOptions:
     rehearse: bool = False  # real agent CLIs against plait's scripted model server
     rehearse_latency: float = 0.0  # seconds per scripted model turn
     relax_phases: bool = False  # a phased plan keeps only its stated dependencies
+    agent: str | None = None  # the profile for tasks that name none, over the plan's `defaults.agent`
 
 
 Listener = Callable[[str, str | None, Mapping[str, Any]], None]
