@@ -16,10 +16,10 @@ from plait.run.rehearse import scripted_roles
 from plait.testing import ModelServer, Scenario, author_scenario, edit, text
 from plait.workflow.agent import RoleJob
 from plait.workflow.plan import write_plan
-from plait.workflow.spec import SECTIONS, missing_sections, write_spec
+from plait.workflow.spec import missing_sections, write_spec
 from runfixtures import require_cli
+from test_workflow import SPEC
 
-SPEC = "# Hello\n\n" + "".join(f"## {s}\n\nSome {s.lower()}.\n\n" for s in SECTIONS)
 PLAN = textwrap.dedent("""\
     plait: 1
     name: hello

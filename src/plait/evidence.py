@@ -260,3 +260,12 @@ def _evidence_md(record: TaskRecord, task: Task, summary: str) -> str:
     if record.error:
         out += ["", "## Error", "", record.error]
     return "\n".join(out) + "\n"
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """An evidence file (results.json, context.json…) as a mapping; {} when missing or unreadable."""
+    try:
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}

@@ -3,14 +3,12 @@ full test command on the result, deliver, and write INTEGRATION-REPORT.md."""
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from plait.evidence import VerifyResult
+from plait.evidence import VerifyResult, read_json
 from plait.git import merge, stack, workspace
 from plait.redact import redact_files, write_text
 from plait.run.task import RunContext, confinement, run_verify, verify_environment, workspace_env
@@ -98,8 +96,8 @@ def write_report(ctx: RunContext, result: IntegrationResult, commits: Mapping[st
     lines += ["", "## Tasks", "", "| task | verify | files | deviations | summary |", "|---|---|---|---|---|"]
     for t in order:
         folder = paths.task_dir(t)
-        res = _load(folder / "results.json")
-        ctxdoc = _load(folder / "context.json")
+        res = read_json(folder / "results.json")
+        ctxdoc = read_json(folder / "context.json")
         verify = res.get("verify") or {}
         vtext = "none" if not verify.get("command") else ("pass" if verify.get("exit_code") == 0 else "FAIL")
         lines.append(f"| {t} | {vtext} | {len(res.get('files_changed', []))} | "
@@ -108,10 +106,3 @@ def write_report(ctx: RunContext, result: IntegrationResult, commits: Mapping[st
         lines += ["", f"## Delivered ({deliver})", ""] + [f"- `{b}` at `{s[:12]}`" for b, s in result.delivered.items()]
     write_text(paths.run_dir / "INTEGRATION-REPORT.md", "\n".join(lines) + "\n")
 
-
-def _load(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}

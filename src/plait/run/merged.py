@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from plait.evidence import CONTEXT_VERSION
+from plait.evidence import CONTEXT_VERSION, read_json
 from plait.redact import redact, write_text
 from plait.run.context import RunContext
 from plait.run.integrate import IntegrationResult
@@ -56,13 +56,6 @@ def _write(path: Path, doc: Mapping[str, Any]) -> Path:
     write_text(path, json.dumps(_scrub(doc), indent=2) + "\n")
     return path
 
-
-def _load(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
 
 
 # -- parent context -----------------------------------------------------------------------
@@ -181,8 +174,8 @@ def merged_context(ctx: RunContext, rows: Sequence[Mapping[str, Any]], status: s
     pending: dict[str, list[str]] = {}
     for t in plan.tasks:
         row = by_id.get(t.id, {})
-        doc = _load(paths.task_dir(t.id) / "context.json")
-        res = _load(paths.task_dir(t.id) / "results.json")
+        doc = read_json(paths.task_dir(t.id) / "context.json")
+        res = read_json(paths.task_dir(t.id) / "results.json")
         docs[t.id] = doc
         changed = list(doc.get("files_modified") or res.get("files_changed") or [])
         files += [f for f in changed if f not in files]
@@ -245,7 +238,7 @@ def write_merged(ctx: RunContext, rows: Sequence[Mapping[str, Any]], status: str
 
 def status_entry(run_dir: Path) -> dict[str, Any] | None:
     """What `plait status --json` shows of the merged context: where it is and its concerns, counted."""
-    doc = _load(run_dir / MERGED_FILE)
+    doc = read_json(run_dir / MERGED_FILE)
     if not doc:
         return None
     found = doc.get("integration_concerns") or []
