@@ -76,6 +76,13 @@ class EventKind(StrEnum):
     DELIVERED = "delivered"
     INTEGRATION_CONFLICT = "integration.conflict"
     INTEGRATION_STARTED = "integration.started"
+    INTEGRATION_FIXED = "integration.fixed"  # the end review's fixer
+    INTEGRATION_REPAIRED = "integration.repaired"  # the integration engineer's rounds ended
+    INTEGRATION_REPAIRING = "integration.repairing"
+    INTEGRATION_RESOLVED = "integration.resolved"  # the resolver's rounds on one conflict ended
+    INTEGRATION_RESOLVING = "integration.resolving"
+    INTEGRATION_REVIEWED = "integration.reviewed"  # the end review's verdict
+    INTEGRATION_REVIEWING = "integration.reviewing"
     INTEGRATION_VERIFIED = "integration.verified"
     LIMITS_BACKOFF = "limits.backoff"
     LIMITS_INCREASE = "limits.increase"

@@ -138,6 +138,30 @@ def _describe(kind: str, task: str | None, data: Mapping[str, Any]) -> str:
         return f"integration test {'passed' if data.get('ok') else 'FAILED'}: {data.get('command')}"
     if kind == "integration.conflict":
         return f"integration CONFLICT: {data.get('conflict')}"
+    if kind == "integration.resolving":
+        return (f"resolver {data.get('profile')} on {data.get('task')}'s conflict "
+                f"({', '.join(data.get('files', []))}), round {data.get('round')}")
+    if kind == "integration.resolved":
+        if data.get("ok"):
+            return (f"conflict of {data.get('task')} RESOLVED by an agent in {data.get('rounds')} round(s): "
+                    "see INTEGRATION-REPORT.md")
+        return f"conflict of {data.get('task')} NOT resolved: {data.get('error')}"
+    if kind == "integration.repairing":
+        return f"integration engineer {data.get('profile')}: round {data.get('round')} on `{data.get('command')}`"
+    if kind == "integration.repaired":
+        if not data.get("ok"):
+            return f"integration engineer could not repair the integration test: {data.get('error')}"
+        tests = f"; it CHANGED TEST FILES {', '.join(data['test_files'])}" if data.get("test_files") else ""
+        return (f"integration test REPAIRED by an agent in {data.get('rounds')} round(s), changing "
+                f"{', '.join(data.get('files', []))}{tests}: see INTEGRATION-REPORT.md")
+    if kind == "integration.reviewing":
+        return f"end review round {data.get('round')} by {data.get('reviewer')}"
+    if kind == "integration.reviewed":
+        if data.get("verdict") == "approved":
+            return f"end review round {data.get('round')}: approved"
+        return f"end review round {data.get('round')}: changes requested ({len(data.get('comments', []))} comment(s))"
+    if kind == "integration.fixed":
+        return f"end review: fixer {data.get('fixer')} {'done' if data.get('ok') else 'FAILED'}"
     if kind == "run.budget_spent":
         return (f"--max-cost reached: ${data.get('spent', 0):.4f} spent of ${data.get('max_cost', 0):.4f}; "
                 f"not starting {', '.join(data.get('not_started', [])) or 'anything more'}; running tasks finish")

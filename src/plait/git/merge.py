@@ -74,6 +74,15 @@ def merge_tree(git: Git, ours: str, theirs: str) -> MergeOutcome:
     return MergeOutcome(None, files or ("(git named no file)",))
 
 
+def conflicted_tree(git: Git, ours: str, theirs: str) -> str:
+    """The merged tree as `git merge` would leave the work tree: conflicted files hold conflict markers
+    (a file deleted on one side and changed on the other holds the changed version)."""
+    done = git.try_run("merge-tree", "--write-tree", "--no-messages", "-z", ours, theirs)
+    if done.returncode not in (0, 1):
+        raise GitError.failed(done, "both sides must be commits with a common history")
+    return done.stdout.split("\0")[0].split("\n")[0].strip()
+
+
 def would_conflict(git: Git, a: str, b: str) -> tuple[str, ...]:
     """The files two commits conflict on if merged; empty when they merge cleanly."""
     return merge_tree(git, a, b).conflicts

@@ -193,10 +193,20 @@ class Script(_Strict):
                                        "the reviewer's answer round by round (the last repeats); approved if none.")
     fix: dict[str, str] = Field(default_factory=dict, description="In a rehearsal, what the fixer writes in "
                                 "each fix round: path -> full new content.")
+    resolve: dict[str, str] = Field(default_factory=dict, description="What the resolver writes when this "
+                                    "task's work conflicts at integration: path -> full new content (the `script` "
+                                    "agent and rehearsals).")
 
 
 class Integration(_Strict):
     verify: str | None = Field(None, description="Full test command run on the integrated tree.")
+    agents: bool = Field(True, description="Conflicts go to a resolver agent and a failing integration test to "
+                         "an integration-engineer agent, each judged by the tests; false: they fail the run.")
+    max_rounds: int | None = Field(None, ge=1, le=MAX_ROUNDS_LIMIT, description="Tries of the resolver per "
+                                   "conflict and of the integration engineer; defaults.max_rounds when absent.")
+    script: Script | None = Field(None, description="What the `script` agent (and a rehearsal) does as the "
+                                  "integration engineer (`write`/`replace`...) and as the end review (`review`, "
+                                  "`fix`).")
 
 
 class Task(_Strict):
@@ -265,6 +275,11 @@ class Plan(_Strict):
 
     def reviewed(self, task: Task) -> bool:
         return (task.review or self.defaults.review) == "per-task"
+
+    @property
+    def review_at_end(self) -> bool:
+        """The integrated result is reviewed once (`end`, the plan's default or any task's)."""
+        return self.defaults.review == "end" or any(t.review == "end" for t in self.tasks)
 
     def max_rounds_for(self, task: Task) -> int:
         return task.max_rounds if task.max_rounds is not None else self.defaults.max_rounds

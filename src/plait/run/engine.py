@@ -316,11 +316,11 @@ class Engine:
             merged.write_merged(self.ctx, self.store.tasks(self.run_id), status, result)
         except OSError as exc:  # a full disk must not keep the run from ending
             log.warning("could not write the merged context: %s", exc)
-        self.emit(EventKind.RUN_FINISHED, None, {"status": status, "why": self._why(status)},
+        self.emit(EventKind.RUN_FINISHED, None, {"status": status, "why": self._why(status, result)},
                   run={"status": status, "finished_at": time.time()})
         return status
 
-    def _why(self, status: str) -> str:
+    def _why(self, status: str, result: integrate.IntegrationResult | None = None) -> str:
         """One line on why a run failed: a failed gate, else its failed tasks, the budget, the integration."""
         if status != "failed":
             return ""
@@ -331,4 +331,4 @@ class Engine:
             return "; ".join(failed[:3]) + (f" (+{len(failed) - 3} more)" if len(failed) > 3 else "")
         if self.stopped_for_budget:
             return f"--max-cost {self.options.max_cost} spent before every task could start"
-        return "the integration failed: see INTEGRATION-REPORT.md"
+        return f"{result.error if result and result.error else 'the integration failed'}: see INTEGRATION-REPORT.md"

@@ -1,5 +1,6 @@
-"""Weave verified task branches into `plait/<run>/integration` in dependency order, run the plan's
-full test command on the result, deliver, and write INTEGRATION-REPORT.md."""
+"""Weave verified task branches into `plait/<run>/integration` in dependency order (a resolver agent on
+each conflict), run the plan's full test command on the result (an integration engineer when it fails),
+review it (`review: end`), deliver, and write INTEGRATION-REPORT.md."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from plait.evidence import VerifyResult, read_json
+from plait.evidence import ReviewRecord, VerifyResult, read_json
 from plait.git import merge, stack, workspace
 from plait.redact import redact_files, write_text
-from plait.run.task import RunContext, confinement, run_verify, verify_environment, workspace_env
+from plait.run import resolve
+from plait.run.task import RunContext
 from plait.state import EventKind
 
 Emit = Callable[..., Any]
@@ -25,53 +27,101 @@ class IntegrationResult:
     conflict: str | None = None
     verify: VerifyResult | None = None
     delivered: dict[str, str] = field(default_factory=dict)
+    mends: list[resolve.Mend] = field(default_factory=list)  # conflicts resolved, the integration test repaired
+    review: ReviewRecord | None = None  # `review: end`
+    error: str = ""  # why it failed, in one line
 
 
 def integrate(ctx: RunContext, commits: Mapping[str, str], order: list[str], deliver: str,
               emit: Emit, cancel: threading.Event) -> IntegrationResult:
-    """Merge, test and deliver. Setting `cancel` stops the integration test; nothing is delivered then."""
+    """Merge (a resolver on each conflict), test (an integration engineer when it fails), review (`end`),
+    deliver. Setting `cancel` stops the agents and the integration test; nothing is delivered then."""
     git, paths, plan = ctx.git, ctx.paths, ctx.plan
     branch = f"plait/{paths.run_id}/integration"
-    heads = [(paths.branch(t), commits[t]) for t in order]
     emit(EventKind.INTEGRATION_STARTED, None, {"branch": branch, "order": order})
-    merged = merge.merge_commits(git, ctx.base_sha, heads, f"[plait {paths.run_id}] integrate")
     result = IntegrationResult(ok=False)
-    if merged.conflict is not None:
-        result.conflict = str(merged.conflict)
-        emit(EventKind.INTEGRATION_CONFLICT, None, {"conflict": result.conflict})
-    else:
-        result.commit = merged.commit
-        result.merged = list(order)
+    current = merge_all(ctx, commits, order, emit, cancel, result)
+    if current is not None:
+        result.commit = current
         ref = f"refs/heads/{branch}"
-        git.update_ref(ref, merged.commit, git.rev_parse(ref))
-        ws = workspace.create(git, paths.integration_folder / "a1", paths.integration_folder / "home",
-                              merged.commit, branch)
-        log_dir = paths.run_dir / "integration"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        # The full test suite runs the agents' code: confined like them (the plan's default profile).
-        confine = confinement(ctx, ctx.profiles.get(plan.defaults.agent), ws, agent=False)
-        result.verify = run_verify(plan.integration.verify, ws.tree, log_dir, plan.defaults.timeout,
-                                   cancel, workspace_env(ctx.verify_env or verify_environment(), ws,
-                                                                    home=False), confine)
-        if result.verify.ok:
-            workspace.remove(paths.integration_folder)
-        emit(EventKind.INTEGRATION_VERIFIED, None, {"command": result.verify.command, "ok": result.verify.ok,
-                                            "exit_code": result.verify.exit_code, "seconds": result.verify.seconds})
-        redact_files(log_dir)
+        git.update_ref(ref, current, git.rev_parse(ref))
+        bench = resolve.Bench(ctx, "test", current, cancel, emit)
+        result.verify = bench.verify()
+        emit_verified(emit, result.verify)
+        if not result.verify.ok and result.verify.command and plan.integration.agents and not cancel.is_set():
+            mend, result.verify = resolve.repair(bench, result.verify, commits, order, emit)
+            result.mends.append(mend)
+            if mend.ok and mend.commit:
+                git.update_ref(ref, mend.commit, git.rev_parse(ref))
+                result.commit = mend.commit
+                emit_verified(emit, result.verify)
         result.ok = result.verify.ok and not cancel.is_set()
+        if not result.verify.ok:
+            result.error = ("the integration test failed" + (f" and the integration engineer could not repair it "
+                                                            f"({result.mends[-1].error})" if result.mends and
+                                                            result.mends[-1].kind == "integration-test" else ""))
+        if result.ok and plan.review_at_end:
+            outcome = resolve.end_review(bench, result.verify, order)
+            result.review, result.verify = outcome.record, outcome.verify
+            result.ok = outcome.approved and not cancel.is_set()
+            result.error = "" if outcome.approved else f"end review: {outcome.error}"
+            if outcome.commit != result.commit:
+                git.update_ref(ref, outcome.commit, git.rev_parse(ref))
+                result.commit = outcome.commit
         if result.ok:
-            result.delivered = deliver_branches(ctx, commits, order, deliver, branch, merged.commit)
+            workspace.remove(paths.integration_folder)
+            result.delivered = deliver_branches(ctx, commits, order, deliver, branch, result)
             emit(EventKind.DELIVERED, None, {"mode": deliver, "branches": result.delivered})
+        redact_files(paths.run_dir / "integration")
     write_report(ctx, result, commits, order, deliver)
     return result
 
 
+def merge_all(ctx: RunContext, commits: Mapping[str, str], order: list[str], emit: Emit, cancel: threading.Event,
+              result: IntegrationResult) -> str | None:
+    """Every task's commit merged on the base in `order`, a resolver on each conflict: the merge, or None
+    when a conflict stays (`result.conflict` says which)."""
+    paths, plan = ctx.paths, ctx.plan
+    heads = [(paths.branch(t), commits[t]) for t in order]
+    current = ctx.base_sha
+    while True:
+        merged = merge.merge_commits(ctx.git, current, heads, f"[plait {paths.run_id}] integrate")
+        result.merged += [name.rsplit("/", 1)[-1] for name in merged.merged]
+        current = merged.commit
+        conflict = merged.conflict
+        if conflict is None:
+            return current
+        emit(EventKind.INTEGRATION_CONFLICT, None, {"conflict": str(conflict), "task": conflict.name.rsplit("/", 1)[-1],
+                                                    "files": list(conflict.files)})
+        if not plan.integration.agents or cancel.is_set():
+            result.conflict = str(conflict)
+            result.error = f"integration conflict: {conflict}"
+            return None
+        mend = resolve.resolve_conflict(ctx, current, conflict, commits, emit, cancel)
+        result.mends.append(mend)
+        if not mend.ok or mend.commit is None:
+            result.conflict = str(conflict)
+            result.error = f"integration conflict not resolved: {conflict}; the resolver: {mend.error}"
+            return None
+        current = mend.commit
+        result.merged.append(mend.task or conflict.name)
+        heads = heads[[name for name, _ in heads].index(conflict.name) + 1:]
+
+
+def emit_verified(emit: Emit, v: VerifyResult) -> None:
+    emit(EventKind.INTEGRATION_VERIFIED, None, {"command": v.command, "ok": v.ok, "exit_code": v.exit_code,
+                                                "seconds": v.seconds})
+
+
 def deliver_branches(ctx: RunContext, commits: Mapping[str, str], order: list[str], mode: str, branch: str,
-                     commit: str) -> dict[str, str]:
+                     result: IntegrationResult) -> dict[str, str]:
+    assert result.commit is not None
     if mode != "stack":
-        return {branch: commit}
+        return {branch: result.commit}
     entries = [(t, commits[t], list(ctx.plan.task(t).needs)) for t in order]
-    return stack.restack(ctx.git, ctx.base_sha, entries, f"refs/heads/plait/{ctx.paths.run_id}/stack/")
+    stacked = stack.restack(ctx.git, ctx.base_sha, entries, f"refs/heads/plait/{ctx.paths.run_id}/stack/")
+    # What agents changed at integration is in no task's branch: the integration branch carries it.
+    return {**stacked, branch: result.commit} if result.mends or result.review else stacked
 
 
 def write_report(ctx: RunContext, result: IntegrationResult, commits: Mapping[str, str], order: list[str],
@@ -83,8 +133,20 @@ def write_report(ctx: RunContext, result: IntegrationResult, commits: Mapping[st
               + (f" at `{result.commit[:12]}`" if result.commit else "") + ".", ""]
     lines += ["## Merged (in dependency order)", ""]
     lines += [f"- `{t}` (`{commits[t][:12]}`)" for t in result.merged] or ["(nothing merged)"]
+    if result.error:
+        lines += ["", f"Why: {result.error}"]
     if result.conflict:
         lines += ["", "## Conflict", "", result.conflict]
+    changed_by_agents = [m for m in result.mends if m.ok]
+    if changed_by_agents:
+        lines += ["", "> **Agents changed the merged result** (below): review their changes like any other work."]
+    for mend in result.mends:
+        lines += mend_section(mend)
+    if result.review is not None:
+        r = result.review
+        lines += ["", "## End review", "", f"Reviewer `{r.reviewer}`, fixer `{r.fixer}`: "
+                  f"{'approved' if r.approved else 'NOT approved'} after {len(r.rounds)} round(s) of {r.max_rounds}."]
+        lines += [f"- round {x.round}: {x.verdict}" + "".join(f"\n  - {c}" for c in x.comments) for x in r.rounds]
     lines += ["", "## Integration test", ""]
     v = result.verify
     if v is None:
@@ -105,4 +167,27 @@ def write_report(ctx: RunContext, result: IntegrationResult, commits: Mapping[st
     if result.delivered:
         lines += ["", f"## Delivered ({deliver})", ""] + [f"- `{b}` at `{s[:12]}`" for b, s in result.delivered.items()]
     write_text(paths.run_dir / "INTEGRATION-REPORT.md", "\n".join(lines) + "\n")
+
+
+def mend_section(mend: resolve.Mend) -> list[str]:
+    """What a resolver or the integration engineer was asked, did, and how the tests judged it."""
+    outcome = "accepted" if mend.ok else f"NOT accepted: {mend.error}"
+    if mend.kind == "conflict":
+        others = ", ".join(f"`{p}`" for p in mend.partners) or "the work merged before it"
+        lines = ["", f"## Conflict: `{mend.task}` with {others} — resolver `{mend.profile}`, {outcome}", "",
+                 "Conflicted files: " + ", ".join(f"`{f}`" for f in mend.files)]
+    else:
+        lines = ["", f"## Integration test repaired by the integration engineer `{mend.profile}` — {outcome}", ""]
+    if mend.changed:
+        lines.append("Files the agent changed: " + ", ".join(f"`{f}`" for f in mend.changed))
+    if mend.test_files:
+        lines.append("**It changed test files**: " + ", ".join(f"`{f}`" for f in mend.test_files)
+                     + " — check that no test was weakened.")
+    cost = resolve.total([r.cost_usd for r in mend.rounds])
+    if cost is not None:
+        lines.append(f"Cost: ${cost:.4f}")
+    for r in mend.rounds:
+        verdict = "accepted" if r.ok else f"not accepted: {r.problem.splitlines()[0] if r.problem else '?'}"
+        lines += ["", f"### Round {r.round} ({r.seconds:.1f}s): {verdict}", "", r.summary.strip() or "(no summary)"]
+    return lines
 

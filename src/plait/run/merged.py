@@ -222,7 +222,11 @@ def merged_context(ctx: RunContext, rows: Sequence[Mapping[str, Any]], status: s
         "integration_concerns": found,
         "integration": None if result is None else {
             "ok": result.ok, "branch": f"plait/{paths.run_id}/integration", "commit": result.commit,
-            "merged": list(result.merged), "conflict": result.conflict, "delivered": dict(result.delivered)},
+            "merged": list(result.merged), "conflict": result.conflict, "delivered": dict(result.delivered),
+            "error": result.error or None,
+            # Agents' work on the merged result: each conflict's resolver, the integration engineer's repair.
+            "changed_by_agents": [m.to_json() for m in result.mends],
+            "end_review": result.review.summary() if result.review else None},
         "verification": verification,
         "context_summary": f"Run {paths.run_id} {status}: {len(summaries)} task(s) ("
                            + ", ".join(f"{n} {s}" for s, n in states.items()) + f"); {len(files)} file(s) "
