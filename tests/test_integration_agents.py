@@ -229,3 +229,65 @@ def test_an_end_review_that_never_approves_fails_the_run(tmp_path: Path) -> None
     assert status == "failed" and len(fake.requests_for("reviewer")) == 2
     (finished,) = kinds(repo, run_id, "run.finished")
     assert "end review" in finished["data"]["why"] and "needs a human" in finished["data"]["why"]
+
+
+def test_the_integration_verifier_marks_the_concerns_against_the_code(tmp_path: Path) -> None:
+    from plait.agents.base import AgentResult, Tokens
+
+    def says(files: dict[str, str], summary: str) -> Outcome:
+        return Outcome(AgentResult(True, 0, summary, tokens=Tokens(10, 1), turns=1), files)
+
+    marks = {"concerns": [{"n": 1, "status": "not aligned", "reason": "api.txt:1: greet takes two arguments"},
+                          {"n": 7, "status": "aligned"}]}
+    fake = FakeAgent({"api": [says({"api.txt": "greet(name, lang)\n"}, "PROVIDES: `greet(name) -> str`")],
+                      "ui": [says({"ui.txt": "greet(name)\n"}, "ASSUMES: `greet(name) -> str`\n"
+                                                               "ASSUMES: `farewell()` exists")]},
+                     roles={"integration-verifier": {"integration": [Outcome(AgentResult(
+                         True, 0, f"Read both.\n{json.dumps(marks)}", cost_usd=0.1), {})]}})
+    toml = '[profiles.integration-verifier]\nadapter = "claude"\n'
+    tasks = [task("api", {"api.txt": "x\n"}), task("ui", {"ui.txt": "x\n"})]
+    status, run_id, repo = run(tmp_path, tasks, fake, {"verify": "test -f api.txt"}, {"plait.toml": toml})
+    assert status == "completed"
+    (request,) = fake.requests_for("integration-verifier")
+    assert "1. ui assumes: `greet(name) -> str`" in request.prompt and "statements alone: aligned" in request.prompt
+    found = merged_doc(repo, run_id)["integration_concerns"]
+    assert [(c["interface"], c["status"], c["marked_by"]) for c in found] == [
+        ("greet(name) -> str", "not aligned", "integration-verifier"), ("farewell()", "unknown", "plait")]
+    assert found[0]["reason"] == "api.txt:1: greet takes two arguments"
+    (event,) = kinds(repo, run_id, "integration.concerns")
+    assert event["data"]["marked"] == 1 and event["data"]["concerns"] == 2
+
+
+def test_without_an_integration_verifier_profile_plait_marks_the_concerns_alone(tmp_path: Path) -> None:
+    fake = FakeAgent({"a": [edits({"a.txt": "a\n"})]})
+    status, run_id, repo = run(tmp_path, [task("a", {"a.txt": "a\n"})], fake, {"verify": "test -f a.txt"})
+    assert status == "completed" and not fake.requests_for("integration-verifier")
+    assert not kinds(repo, run_id, "integration.concerns")
+
+
+def test_an_end_review_by_the_script_agent_is_refused_before_the_run_starts(tmp_path: Path) -> None:
+    from plait.errors import PlaitError
+
+    repo = make_repo(tmp_path / "repo", {"README.md": "x\n"})
+    plan = write_plan(repo, [task("a", {"a.txt": "a\n"})], defaults={"agent": "script", "review": "end"})
+    try:
+        api.start(plan, RunOptions(jobs=1), cwd=repo)
+    except PlaitError as exc:
+        assert "`review: end`" in str(exc) and "script" in str(exc) and exc.location is not None
+    else:
+        raise AssertionError("the run started")
+
+
+def test_a_broken_resolver_role_override_is_refused_before_the_run_starts(tmp_path: Path) -> None:
+    from plait.errors import PlaitError
+
+    repo = make_repo(tmp_path / "repo", {"README.md": "x\n"})
+    (repo / ".plait" / "roles").mkdir(parents=True)
+    (repo / ".plait" / "roles" / "resolver.md").write_bytes(b"\xff\xfe not text")
+    plan = write_plan(repo, [task("a", {"a.txt": "a\n"})], defaults={"agent": "script"})
+    try:
+        api.start(plan, RunOptions(jobs=1), cwd=repo)
+    except PlaitError as exc:
+        assert "resolver.md" in str(exc)
+    else:
+        raise AssertionError("the run started")

@@ -246,15 +246,6 @@ def test_a_script_agent_cannot_review_and_the_run_says_so_before_it_starts(tmp_p
     assert "[profiles.reviewer]" in text and api.open_repo(repo).store.runs() == []
 
 
-@pytest.mark.parametrize("mode", ["per-level", "end"])
-def test_review_modes_not_supported_yet_are_refused_when_the_plan_loads(tmp_path: Path, mode: str) -> None:
-    repo = make_repo(tmp_path / "repo", {"README.md": "x\n"})
-    plan = write_plan(repo, [task("a", {"a.txt": "a"})], defaults={"agent": "claude", "review": mode})
-    with pytest.raises(PlaitError) as caught:
-        api.start(plan, RunOptions(), cwd=repo)
-    assert f"{mode} is not supported yet: use per-task" in str(caught.value)
-
-
 # -- reading the verdict ----------------------------------------------------------------------------------
 @pytest.mark.parametrize(("text", "approved", "comments"), [
     ('{"verdict": "approved", "comments": []}', True, ()),

@@ -49,7 +49,7 @@ def test_a_passing_run_masks_what_agent_verify_and_integration_print(repo: Path)
     assert {"verify.log", "agent.stdout", "EVIDENCE.md", "REPORT.md", "state.db"} <= names
     log = next(p for p in written if p.name == "agent.stdout").read_text()
     assert "key=*** url=postgres://app:***@db.internal:5432/app" in log
-    integration = repo / ".plait" / "runs" / run_id / "integration" / "verify.log"
+    integration = repo / ".plait" / "runs" / run_id / "integration" / "test" / "verify.log"
     assert "key=***" in integration.read_text()
 
 

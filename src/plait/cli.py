@@ -139,8 +139,11 @@ def plan_cmd(spec_path: Path, agent: str | None, rounds: int, force: bool) -> No
 @click.option("--deliver", type=click.Choice(["branch", "stack"]), default="branch", show_default=True,
               help="branch: one integration branch; stack: a branch per task stacked in dependency order.")
 @click.option("--max-cost", type=click.FloatRange(0), help="Stop starting tasks once this many USD are spent.")
+@click.option("--rehearse", "rehearse", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+              help="Rehearse the whole workflow: the real agent CLIs talk to plait's scripted model server; FILE "
+                   "gives the spec writer's and planner's answers (see docs/workflow.md).")
 def go(request: str | None, from_file: Path | None, agent: str | None, rounds: int, yes: bool, jobs: int,
-       deliver: str, max_cost: float | None) -> None:
+       deliver: str, max_cost: float | None, rehearse: Path | None) -> None:
     """From REQUEST to verified branches ready for review: spec, plan, check, run.
 
     At a terminal it asks before planning and before running (--yes does not ask). Without a
@@ -149,7 +152,7 @@ def go(request: str | None, from_file: Path | None, agent: str | None, rounds: i
     from plait.run.engine import RunOptions
 
     options = RunOptions(jobs=jobs, deliver=deliver, max_cost=max_cost)
-    sys.exit(run_go(request, from_file, agent, rounds, yes, options, _console()))
+    sys.exit(run_go(request, from_file, agent, rounds, yes, options, _console(), rehearse=rehearse))
 
 
 @cli.command()

@@ -52,6 +52,9 @@ class Metrics:
     # task -> its review (ReviewRecord.summary: verdict, rounds, last comments, the reviewer's and fixer's cost)
     reviews: dict[str, dict[str, Any]] = field(default_factory=dict)
     failed_gate: str | None = None  # a gate that failed, so nothing new started
+    # What agents did to the merged result (a conflict resolved, the integration test repaired, the end review),
+    # one line each; their cost is in cost_usd too.
+    integration_agents: list[str] = field(default_factory=list)
     why: str = ""  # why the run did not complete, as its end said
 
 
@@ -73,6 +76,8 @@ def compute(run: dict[str, Any], tasks: list[dict[str, Any]], attempts: list[dic
     done = sum(1 for t in tasks if t["state"] == TaskState.DONE)
     measured = done > 0 and wall > 0
     costs = [t["cost_usd"] for t in tasks if t["cost_usd"] is not None]
+    at_integration = integration_lines(events)
+    costs += [c for c, _ in at_integration if c is not None]
     return Metrics(
         run_id=run["id"], status=run["status"], jobs=jobs, rehearsal=bool(options.get("rehearse")),
         wall_seconds=round(wall, 3), task_seconds=round(work, 3),
@@ -87,10 +92,36 @@ def compute(run: dict[str, Any], tasks: list[dict[str, Any]], attempts: list[dic
         tokens_in=sum(t["tokens_in"] or 0 for t in tasks), tokens_out=sum(t["tokens_out"] or 0 for t in tasks),
         deviations={t["task_id"]: found for t in tasks if (found := deviation_lines(t))},
         reviews={t["task_id"]: json.loads(t["review_json"]) for t in tasks if t.get("review_json")},
+        integration_agents=[line for _, line in at_integration],
         failed_gate=next((e["data"].get("gate") for e in events if e["kind"] == EventKind.RUN_GATE_FAILED), None),
         why=next((str(e["data"].get("why") or "") for e in reversed(events)
                   if e["kind"] == EventKind.RUN_FINISHED), ""),
     )
+
+
+def integration_lines(events: list[dict[str, Any]]) -> list[tuple[float | None, str]]:
+    """(cost, line) for each agent's work on the merged result, from the integration events."""
+    out: list[tuple[float | None, str]] = []
+    for e in events:
+        d = e["data"]
+        if e["kind"] == EventKind.INTEGRATION_RESOLVED:
+            what = (f"resolved by an agent in {d.get('rounds')} round(s)" if d.get("ok")
+                    else f"NOT resolved ({d.get('error')})")
+            partners = ", ".join(d.get("with") or []) or "earlier work"
+            out.append((d.get("cost_usd"), f"conflict of {d.get('task')} with {partners}: {what}"))
+        elif e["kind"] == EventKind.INTEGRATION_REPAIRED:
+            what = (f"repaired by the integration engineer in {d.get('rounds')} round(s), changing "
+                    f"{', '.join(d.get('files') or [])}" if d.get("ok") else f"NOT repaired ({d.get('error')})")
+            tests = f"; it changed test files {', '.join(d['test_files'])}" if d.get("test_files") else ""
+            out.append((d.get("cost_usd"), f"integration test {what}{tests}"))
+        elif e["kind"] == EventKind.INTEGRATION_CONCERNS:
+            out.append((d.get("cost_usd"), f"the integration verifier marked {d.get('marked')} of "
+                                           f"{d.get('concerns')} integration concern(s)"))
+        elif e["kind"] in (EventKind.INTEGRATION_REVIEWED, EventKind.INTEGRATION_FIXED):
+            out.append((d.get("cost_usd"), f"end review round {d.get('round')}: " + (
+                str(d.get("verdict", "")).replace("_", " ") if e["kind"] == EventKind.INTEGRATION_REVIEWED
+                else "fixer " + ("done" if d.get("ok") else "FAILED"))))
+    return out
 
 
 def deviation_lines(task: dict[str, Any]) -> list[str]:
@@ -172,6 +203,7 @@ def lines(m: Metrics) -> list[str]:
         out.append(f"deviations {total} in {len(m.deviations)} task(s): see REPORT.md")
     if m.reviews:
         out.append(review_line(m.reviews))
+    out += [f"at integration: {printable(line)}" for line in m.integration_agents]
     if m.why:
         out.append(f"why: {printable(m.why)}")
     if m.cost_usd is not None or m.tokens_in:

@@ -98,6 +98,11 @@ class Scheduler:
         self.running.discard(task)
         self.done.add(task)
 
+    def hold(self, task: str) -> None:
+        """A task that finished its work but is not done yet (it waits for its level's review): it frees its
+        slot and releases no dependent; `mark_done` or `fail` settles it."""
+        self.running.discard(task)
+
     def retry(self, task: str, not_before: float) -> None:
         self.running.discard(task)
         self.pending.add(task)

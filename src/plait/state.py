@@ -74,6 +74,7 @@ class EventKind(StrEnum):
     """Every kind of event in the log (`events.kind`): what the report, status and dashboards read."""
 
     DELIVERED = "delivered"
+    INTEGRATION_CONCERNS = "integration.concerns"  # the integration verifier marked the concerns
     INTEGRATION_CONFLICT = "integration.conflict"
     INTEGRATION_STARTED = "integration.started"
     INTEGRATION_FIXED = "integration.fixed"  # the end review's fixer

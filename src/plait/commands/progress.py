@@ -154,6 +154,9 @@ def _describe(kind: str, task: str | None, data: Mapping[str, Any]) -> str:
         tests = f"; it CHANGED TEST FILES {', '.join(data['test_files'])}" if data.get("test_files") else ""
         return (f"integration test REPAIRED by an agent in {data.get('rounds')} round(s), changing "
                 f"{', '.join(data.get('files', []))}{tests}: see INTEGRATION-REPORT.md")
+    if kind == "integration.concerns":
+        return (f"integration verifier {data.get('profile')} marked {data.get('marked')} of "
+                f"{data.get('concerns')} integration concern(s): see merged-context.json")
     if kind == "integration.reviewing":
         return f"end review round {data.get('round')} by {data.get('reviewer')}"
     if kind == "integration.reviewed":
@@ -167,14 +170,15 @@ def _describe(kind: str, task: str | None, data: Mapping[str, Any]) -> str:
                 f"not starting {', '.join(data.get('not_started', [])) or 'anything more'}; running tasks finish")
     if kind == "run.cancelling":
         return f"cancelling ({data.get('why')}): running agents are being stopped"
+    review = f"level {data['level']} review" if "level" in data else "review"  # a per-level review's
     if kind == "task.reviewing":
-        return f"{who}review round {data.get('round')} by {data.get('reviewer')}"
+        return f"{who}{review} round {data.get('round')} by {data.get('reviewer')}"
     if kind == "task.reviewed":
         if data.get("verdict") == "approved":
-            return f"{who}review round {data.get('round')}: approved"
+            return f"{who}{review} round {data.get('round')}: approved"
         comments = data.get("comments") or []
         unread = " (no readable verdict)" if data.get("malformed") else ""
-        return (f"{who}review round {data.get('round')}: changes requested{unread}, {len(comments)} comment(s)"
+        return (f"{who}{review} round {data.get('round')}: changes requested{unread}, {len(comments)} comment(s)"
                 + (f": {comments[0]}" if comments else ""))
     if kind == "task.fixed":
         return f"{who}fixer {'finished' if data.get('ok') else 'FAILED'} (round {data.get('round')})"

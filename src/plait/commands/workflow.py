@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from rich.console import Console
 from plait import api
 from plait.errors import Location, PlaitError
 from plait.run.engine import RunOptions
-from plait.workflow.agent import MakeAgent, Notify
+from plait.workflow.agent import MakeAgent, Notify, RoleEnv
 from plait.workflow.plan import WrittenPlan, write_plan
 from plait.workflow.spec import WrittenSpec, write_spec
 
@@ -42,21 +43,21 @@ def _notify(console: Console) -> Notify:
 
 
 def spec(request: str | None, from_file: Path | None, agent: str | None, force: bool, console: Console,
-         make_agent: MakeAgent | None = None) -> WrittenSpec:
+         make_agent: MakeAgent | None = None, role_env: RoleEnv | None = None) -> WrittenSpec:
     repo = api.open_repo()
     written = write_spec(repo.git, repo.root, request_text(request, from_file), agent=agent, force=force,
-                         make_agent=make_agent, notify=_notify(console))
+                         make_agent=make_agent, notify=_notify(console), role_env=role_env)
     console.print(f"wrote [bold]{written.rel}[/]", soft_wrap=True)
     return written
 
 
 def plan(spec_path: Path, agent: str | None, rounds: int, force: bool, console: Console,
-         make_agent: MakeAgent | None = None) -> WrittenPlan:
+         make_agent: MakeAgent | None = None, role_env: RoleEnv | None = None) -> WrittenPlan:
     from plait.commands.check import render
 
     repo = api.open_repo()
     written = write_plan(repo.git, repo.root, spec_path, agent=agent, rounds=rounds, force=force,
-                         make_agent=make_agent, notify=_notify(console))
+                         make_agent=make_agent, notify=_notify(console), role_env=role_env)
     render(written.loaded, written.analysis, console)
     shown = written.path.relative_to(repo.root)
     console.print(f"wrote [bold]{shown}[/] (valid after {written.rounds} round(s)) and its analysis "
@@ -66,15 +67,32 @@ def plan(spec_path: Path, agent: str | None, rounds: int, force: bool, console: 
 
 def go(request: str | None, from_file: Path | None, agent: str | None, rounds: int, yes: bool,
        options: RunOptions, console: Console, interactive: bool | None = None,
-       make_agent: MakeAgent | None = None) -> int:
+       make_agent: MakeAgent | None = None, rehearse: Path | None = None) -> int:
     """spec -> plan -> check -> run. With a terminal, asks after the spec and after the plan (unless
-    --yes); without one and without --yes, never waits: it stops after the plan, exit 0."""
+    --yes); without one and without --yes, never waits: it stops after the plan, exit 0. `rehearse`: a
+    rehearsal file (plait.run.rehearse.WorkflowScript): the real CLIs talk to the scripted model server."""
+    if rehearse is None:
+        return _go(request, from_file, agent, rounds, yes, options, console, interactive, make_agent, None)
+    from plait.run.rehearse import scripted_roles, workflow_scenario, workflow_script
+    from plait.testing import ModelServer
+
+    answers = workflow_script(rehearse)
+    with ModelServer() as server:
+        console.print(f"rehearsal: the spec writer and planner talk to plait's scripted model server ({server.url}); "
+                      "no provider is called", markup=False, soft_wrap=True)
+        return _go(request, from_file, agent, rounds, yes, dataclasses.replace(options, rehearse=True), console,
+                   interactive, make_agent, scripted_roles(server, workflow_scenario(answers)))
+
+
+def _go(request: str | None, from_file: Path | None, agent: str | None, rounds: int, yes: bool,
+        options: RunOptions, console: Console, interactive: bool | None, make_agent: MakeAgent | None,
+        role_env: RoleEnv | None) -> int:
     interactive = sys.stdin.isatty() if interactive is None else interactive
-    written = spec(request, from_file, agent, False, console, make_agent)
+    written = spec(request, from_file, agent, False, console, make_agent, role_env)
     if not yes and interactive and not click.confirm(f"Write a plan from {written.rel}?", default=True):
         console.print(f"stopped after the spec; continue with: plait plan {written.rel}", markup=False)
         return 0
-    planned = plan(written.path, agent, rounds, False, console, make_agent)
+    planned = plan(written.path, agent, rounds, False, console, make_agent, role_env)
     plan_rel = Path(written.rel).parent / planned.path.name
     if not yes:
         if not interactive:

@@ -14,7 +14,6 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -147,15 +146,9 @@ class Contract(_Strict):
     description: str | None = None
 
 
-def _supported_review(mode: str) -> str:
-    if mode in ("per-level", "end"):
-        raise ValueError(f"{mode} is not supported yet: use per-task (each task is reviewed once it "
-                         "verifies) or never")
-    return mode
-
-
-# When the reviewer agent reads a task's work (docs/run.md, "Review"). `per-level` and `end` are reserved.
-ReviewMode = Annotated[Literal["per-task", "per-level", "end", "never"], AfterValidator(_supported_review)]
+# When the reviewer agent reads a task's work (docs/run.md, "Review"): per-task, once its level is done
+# (per-level), once the whole run is integrated (end; see Integration), or never.
+ReviewMode = Literal["per-task", "per-level", "end", "never"]
 MAX_ROUNDS_LIMIT = 10
 
 
@@ -165,7 +158,9 @@ class Defaults(_Strict):
     timeout: Duration = Field(1800.0, description="Per-attempt time limit for an agent (e.g. 30m).")
     retries: int = Field(2, ge=0, le=10, description="Retries for transient failures (timeouts, crashes).")
     review: ReviewMode = Field("never", description="per-task: a reviewer agent reads each task's verified work "
-                               "and a fixer addresses its comments; never: no review.")
+                               "and a fixer addresses its comments; per-level: one review of all the verified "
+                               "tasks of a dependency level before their dependents start; end: one review of "
+                               "the integrated result; never: no review.")
     max_rounds: int = Field(3, ge=1, le=MAX_ROUNDS_LIMIT, description="Reviews of one task before it fails as "
                             "needing a human.")
 
@@ -228,8 +223,8 @@ class Task(_Strict):
     acceptance: list[str] = Field(default_factory=list, description="Acceptance criteria.")
     gate: bool = Field(False, description="A checkpoint: dependents wait for it to be verified and reviewed; if it "
                        "fails, nothing new starts.")
-    review: ReviewMode | None = Field(None, description="This task's review (per-task or never); the plan "
-                                      "default when absent.")
+    review: ReviewMode | None = Field(None, description="This task's review (per-task, per-level, end or never); "
+                                      "the plan default when absent.")
     max_rounds: int | None = Field(None, ge=1, le=MAX_ROUNDS_LIMIT, description="This task's review rounds.")
     timeout: Duration | None = None
     script: Script | None = Field(None, description="Edits for the built-in `script` agent.")
@@ -274,7 +269,12 @@ class Plan(_Strict):
         return self.defaults.agent
 
     def reviewed(self, task: Task) -> bool:
+        """Reviewed on its own, once it verifies (per-task)."""
         return (task.review or self.defaults.review) == "per-task"
+
+    def level_reviewed(self, task: Task) -> bool:
+        """Reviewed with the other tasks of its dependency level, before its dependents start (per-level)."""
+        return (task.review or self.defaults.review) == "per-level"
 
     @property
     def review_at_end(self) -> bool:

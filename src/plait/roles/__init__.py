@@ -13,7 +13,7 @@ from pathlib import Path
 from plait.errors import Location, PlaitError
 
 ROLES = ("spec-writer", "planner", "software-engineer", "sdet", "security-engineer", "reviewer", "fixer",
-         "resolver", "integration-engineer")
+         "resolver", "integration-engineer", "integration-verifier")
 OVERRIDE_DIR = Path(".plait") / "roles"
 MAX_ROLE_BYTES = 64 * 1024
 

@@ -36,6 +36,14 @@ class RunPaths:
     def home(self, task_id: str) -> Path:
         return self.workspaces / task_id / "home"
 
+    def level_dir(self, level: int) -> Path:
+        """A per-level review's logs (its reviewer's prompts and answers)."""
+        return self.run_dir / "levels" / str(level)
+
+    def level_folder(self, level: int) -> Path:
+        """The workspace a per-level review's reviewer reads in."""
+        return self.workspaces / f"_level-{level}"  # task ids start with a letter or digit
+
     @property
     def integration_folder(self) -> Path:
         return self.workspaces / "_integration"  # task ids start with a letter or digit
@@ -53,8 +61,8 @@ class RunContext:
     profiles: Mapping[str, Profile]
     make_agent: Callable[[Profile], Agent]
     # (profile, agent id) -> the agent's environment. The agent id is the task's id for the agent that does the
-    # task, `<task>/review-<n>` (`-retry`) and `<task>/fix-<n>` for its reviewer and fixer (rehearsals give
-    # each its own scripted conversation).
+    # task, `<task>/review-<n>` (`-retry`) and `<task>/fix-<n>` for its reviewer and fixer, `level-<n>/review-<r>`
+    # for a per-level review (rehearsals give each its own scripted conversation).
     agent_env: Callable[[Profile, str], dict[str, str]]
     verify_env: Mapping[str, str] = field(default_factory=dict)
     landlock: bool = False  # the kernel can confine writes (sandbox.support())

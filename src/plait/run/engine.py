@@ -24,7 +24,7 @@ from plait.clock import Clock, RealClock
 from plait.evidence import TaskRecord
 from plait.git import merge
 from plait.plan.model import Plan
-from plait.run import integrate, merged
+from plait.run import integrate, levels, merged
 from plait.run.limits import AdaptiveLimits
 from plait.run.task import RunContext, run_attempt
 from plait.schedule import Job, Scheduler
@@ -81,6 +81,10 @@ class Engine:
         self.stopped_for_budget = False
         self.failed_gate: str | None = None  # a gate task failed: nothing new starts
         self.errors: dict[str, str] = {}  # failed task -> why: what the run's end says
+        # `review: per-level` tasks wait, verified, for one review of their dependency level (plait.run.levels).
+        self.level = graph.levels({t.id: list(t.needs) for t in plan.tasks})
+        self.level_reviewed = {t.id for t in plan.tasks if plan.level_reviewed(t)}
+        self.held: dict[str, TaskRecord] = {}  # verified, waiting for their level's review
 
     # -- events ------------------------------------------------------------------------
     def emit(self, kind: EventKind, task_id: str | None = None, data: Mapping[str, Any] | None = None,
@@ -141,6 +145,7 @@ class Engine:
             store.close()
 
     def _run_loop(self, running: dict[Future[TaskRecord], str]) -> str:
+        reviews: dict[Future[levels.LevelOutcome], int] = {}
         try:
             while True:
                 self._check_cancel()
@@ -149,22 +154,29 @@ class Engine:
                     self.sched.profile_limits = dict(self.limits.current)
                     for tid in self.sched.next_to_start(self.clock.now()):
                         running[self._start(tid)] = tid
-                if not running:
+                    for level in self._levels_due():
+                        reviews[self._start_review(level)] = level
+                if not running and not reviews:
                     wake = self.sched.next_wakeup()
                     if wake is None or stopped:
                         break
                     self.clock.sleep(max(0.0, min(POLL_SECONDS * 4, wake - self.clock.now())))
                     continue
-                finished, _ = wait(running, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
-                for fut in finished:
+                waiting: list[Future[Any]] = [*running, *reviews]
+                finished, _ = wait(waiting, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+                for fut in [f for f in running if f in finished]:
                     self._finish(running.pop(fut), fut)
+                for review in [f for f in reviews if f in finished]:
+                    self._finish_review(reviews.pop(review), review)
         except BaseException:
             self.cancel.set()
-            for fut in running:
+            started: list[Future[Any]] = [*running, *reviews]
+            for fut in started:
                 fut.cancel()
             raise
         finally:
             self.executor.shutdown(wait=True)
+        self._unreviewed()
         return self._conclude()
 
     def _start(self, tid: str) -> Future[TaskRecord]:
@@ -210,14 +222,11 @@ class Engine:
         self.emit(EventKind.TASK_ATTEMPT_DONE, tid, {"attempt": rec.attempt, "outcome": outcome, "error": rec.error},
                   attempt={"attempt": rec.attempt, "finished_at": now, "outcome": outcome, "error": rec.error,
                            "error_kind": rec.error_kind})
-        if rec.ok and rec.commit_sha:
-            self.sched.mark_done(tid)
-            self.commits[tid] = rec.commit_sha
-            ctx_file = self.ctx.paths.task_dir(tid) / "context.json"
-            self.contexts[tid] = json.loads(ctx_file.read_text()) if ctx_file.exists() else {}
-            self.emit(EventKind.TASK_DONE, tid, {"commit": rec.commit_sha, "files": rec.files_changed},
-                      task={"state": TaskState.DONE, "commit_sha": rec.commit_sha, "finished_at": now})
-            self.radar_head = self._radar_merge(tid, rec.commit_sha) or self.radar_head
+        if rec.ok and rec.commit_sha and tid in self.level_reviewed:
+            self.sched.hold(tid)  # verified, but done only once its level's review approves it
+            self.held[tid] = rec
+        elif rec.ok and rec.commit_sha:
+            self._done(tid, rec.commit_sha, rec.files_changed)
         elif retry:
             if rec.session_id and throttled:
                 self.resumable[tid] = (rec.session_id, rec.base_sha)
@@ -227,10 +236,48 @@ class Engine:
                                                   "kind": rec.error_kind, "retry_after": rec.retry_after},
                       task={"state": TaskState.RETRYING, "error": rec.error})
         else:
-            self._fail(tid, rec.error, TaskState.CANCELLED if self.cancel.is_set() else TaskState.FAILED)
-            if self.plan.task(tid).gate and not self.cancel.is_set():
-                self._stop_for_gate(tid, rec.error)
+            self._failed_for_good(tid, rec.error)
         self._check_budget()
+
+    def _done(self, tid: str, commit: str, files: list[str]) -> None:
+        self.sched.mark_done(tid)
+        self.commits[tid] = commit
+        ctx_file = self.ctx.paths.task_dir(tid) / "context.json"
+        self.contexts[tid] = json.loads(ctx_file.read_text()) if ctx_file.exists() else {}
+        self.emit(EventKind.TASK_DONE, tid, {"commit": commit, "files": files},
+                  task={"state": TaskState.DONE, "commit_sha": commit, "finished_at": time.time()})
+        self.radar_head = self._radar_merge(tid, commit) or self.radar_head
+
+    def _failed_for_good(self, tid: str, error: str) -> None:
+        self._fail(tid, error, TaskState.CANCELLED if self.cancel.is_set() else TaskState.FAILED)
+        if self.plan.task(tid).gate and not self.cancel.is_set():
+            self._stop_for_gate(tid, error)
+
+    # -- per-level review ----------------------------------------------------------------
+    def _levels_due(self) -> list[int]:
+        """Levels whose per-level tasks have all finished (verified, or failed for good), some verified."""
+        busy = {self.level[t] for t in self.sched.pending | self.sched.running if t in self.level_reviewed}
+        return sorted({self.level[t] for t in self.held} - busy)
+
+    def _start_review(self, level: int) -> Future[levels.LevelOutcome]:
+        records = [self.held.pop(t.id) for t in self.plan.tasks if t.id in self.held and self.level[t.id] == level]
+        return self.executor.submit(levels.review_level, self.ctx, level, records, self._task_emitter, self.cancel)
+
+    def _finish_review(self, level: int, fut: Future[levels.LevelOutcome]) -> None:
+        outcome = fut.result()  # review_level never raises: its failures are the tasks' results
+        self.spent += outcome.cost_usd
+        for rec in outcome.records:
+            if rec.ok and rec.commit_sha:
+                self._done(rec.task_id, rec.commit_sha, rec.files_changed)
+            else:
+                self._failed_for_good(rec.task_id, rec.error)
+        self._check_budget()
+
+    def _unreviewed(self) -> None:
+        """Verified tasks whose level review never started (the run stopped first): each gets its row."""
+        for tid in list(self.held):
+            del self.held[tid]
+            self._fail(tid, "not reviewed: the run stopped before its level's review", TaskState.CANCELLED)
 
     def backoff(self, tries: int, retry_after: float | None) -> float:
         """Exponential back-off with full jitter (so throttled agents do not all come back at once), and

@@ -12,7 +12,7 @@ from typing import Any
 from plait.evidence import ReviewRecord, VerifyResult, read_json
 from plait.git import merge, stack, workspace
 from plait.redact import redact_files, write_text
-from plait.run import resolve
+from plait.run import concerns, resolve
 from plait.run.task import RunContext
 from plait.state import EventKind
 
@@ -29,6 +29,7 @@ class IntegrationResult:
     delivered: dict[str, str] = field(default_factory=dict)
     mends: list[resolve.Mend] = field(default_factory=list)  # conflicts resolved, the integration test repaired
     review: ReviewRecord | None = None  # `review: end`
+    concerns: list[dict[str, Any]] | None = None  # as the integration verifier marked them (None: it did not run)
     error: str = ""  # why it failed, in one line
 
 
@@ -60,6 +61,10 @@ def integrate(ctx: RunContext, commits: Mapping[str, str], order: list[str], del
             result.error = ("the integration test failed" + (f" and the integration engineer could not repair it "
                                                             f"({result.mends[-1].error})" if result.mends and
                                                             result.mends[-1].kind == "integration-test" else ""))
+        if "integration-verifier" in ctx.profiles and not cancel.is_set():
+            found = concerns.concerns({t: resolve.context_of(ctx, t) for t in order},
+                                      [(c.path, c.owner) for c in plan.contracts])
+            result.concerns = resolve.check_concerns(bench, found) if found else None
         if result.ok and plan.review_at_end:
             outcome = resolve.end_review(bench, result.verify, order)
             result.review, result.verify = outcome.record, outcome.verify

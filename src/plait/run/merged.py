@@ -13,27 +13,25 @@ goes through plait's redaction before it is written.
 
 from __future__ import annotations
 
-import fnmatch
 import json
-import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from plait.evidence import CONTEXT_VERSION, read_json
 from plait.redact import redact, write_text
+from plait.run.concerns import ALIGNED, NOT_ALIGNED, UNKNOWN, concerns, interface, subject
 from plait.run.context import RunContext
 from plait.run.integrate import IntegrationResult
+
+__all__ = ["concerns", "interface", "merged_context", "parent_context", "subject", "write_merged", "write_parent"]
 
 PARENT_SCHEMA = "plait.parent-context/1"
 MERGED_SCHEMA = "plait.merged-context/1"
 PARENT_FILE = "parent-context.json"
 MERGED_FILE = "merged-context.json"
 OUTPUT_TAIL_CHARS = 2000  # of the integration test's output; the full log is in `integration/`
-ALIGNED, NOT_ALIGNED, UNKNOWN = "aligned", "not aligned", "unknown"
-
-_TICKED = re.compile(r"`([^`\n]{1,500})`")
 
 
 def _iso(seconds: float | None) -> str | None:
@@ -91,68 +89,6 @@ def write_parent(ctx: RunContext) -> Path:
     return _write(ctx.paths.run_dir / PARENT_FILE, parent_context(ctx))
 
 
-# -- integration concerns -----------------------------------------------------------------
-
-
-def interface(statement: str) -> str:
-    """The interface an `ASSUMES:`/`PROVIDES:` statement names: its first `backticked` text, else its first
-    word; whitespace collapsed, trailing punctuation dropped."""
-    found = _TICKED.search(statement)
-    name = found.group(1) if found else (statement.split() or [""])[0]
-    return " ".join(name.split()).rstrip(".,;:")
-
-
-def subject(name: str) -> str:
-    """What an interface is about, without its signature: `greet(name) -> str` -> `greet`."""
-    return name.split("(", 1)[0].strip()
-
-
-def _path_of(subj: str) -> str:
-    return subj.split(":", 1)[0]  # `src/a.py:greet` -> `src/a.py`
-
-
-def _touches(path: str, files: Iterable[str]) -> bool:
-    return any(f == path or fnmatch.fnmatchcase(path, f) for f in files)
-
-
-def concerns(docs: Mapping[str, Mapping[str, Any]], contracts: Sequence[tuple[str, str]] = ()) -> list[dict[str, Any]]:
-    """Where one task's `contract_assumptions` meet what another task `provides` (docs: task id -> its
-    context.json; contracts: (path, owner)). A provider stating the very interface assumed is `aligned`;
-    one stating the same subject with a different interface (another signature) is `not aligned`; an
-    assumption no task states it provides is `unknown` (naming the task that changed or owns its path, if
-    one did). A deterministic check of the agents' own words, not of the code."""
-    provided = {tid: [(p, interface(p)) for p in doc.get("provides") or []] for tid, doc in docs.items()}
-    out: list[dict[str, Any]] = []
-    for tid, doc in docs.items():
-        for assumption in doc.get("contract_assumptions") or []:
-            name = interface(assumption)
-            subj = subject(name)
-            base = {"concern": f"{tid} assumes {name}", "assumer": tid, "assumption": assumption,
-                    "interface": name}
-            matches = [(other, text, iface) for other, items in provided.items() if other != tid
-                       for text, iface in items if subject(iface) == subj]
-            for other, text, iface in matches:
-                same = iface == name
-                out.append({**base, "provider": other, "provided": text,
-                            "status": ALIGNED if same else NOT_ALIGNED,
-                            "reason": f"{other} provides {iface}" if same
-                            else f"{other} provides {iface}, not {name}"})
-            if matches:
-                continue
-            path = _path_of(subj)
-            near = [other for other, d in docs.items()
-                    if other != tid and _touches(path, d.get("files_modified") or [])]
-            near += [owner for cpath, owner in contracts
-                     if owner != tid and owner not in near and _touches(path, [cpath])]
-            for other in near:
-                out.append({**base, "provider": other, "provided": None, "status": UNKNOWN,
-                            "reason": f"{other} changed or owns {path} but states no PROVIDES for {subj}"})
-            if not near:
-                out.append({**base, "provider": None, "provided": None, "status": UNKNOWN,
-                            "reason": f"no other task states that it provides {subj}"})
-    return out
-
-
 # -- merged context -----------------------------------------------------------------------
 
 
@@ -192,7 +128,8 @@ def merged_context(ctx: RunContext, rows: Sequence[Mapping[str, Any]], status: s
         decisions += [{"task_id": t.id, "text": d} for d in doc.get("decisions") or []]
         for p in doc.get("pending_actions") or []:
             pending.setdefault(p, []).append(t.id)
-    found = concerns(docs, [(c.path, c.owner) for c in plan.contracts])
+    found = (result.concerns if result is not None and result.concerns is not None
+             else concerns(docs, [(c.path, c.owner) for c in plan.contracts]))
     verification = _verification(result)
     times = [r[k] for r in rows for k in ("started_at", "finished_at") if r.get(k)]
     phase = ("integration-not-run" if result is None else
@@ -208,7 +145,7 @@ def merged_context(ctx: RunContext, rows: Sequence[Mapping[str, Any]], status: s
         "workflow_id": paths.run_id,
         "timestamp": _iso(time.time()),
         "current_agent": "orchestrator",
-        "next_agent": None,  # an integration-verifier agent is future work
+        "next_agent": None,
         "phase": phase,
         "run_status": status,
         "feature": {"name": plan.name, "spec": plan.spec},

@@ -194,17 +194,31 @@ def fix_prompt(plan: Plan, task: Task, docs: Documents, repo_root: Path | None, 
 
 def check_at_start(loaded: LoadedPlan, git: Git, base: str, repo_root: Path, profiles: Mapping[str, Profile]) -> None:
     """What the agents will read, checked before the run is recorded: the plan's spec and constitution,
-    each task's role file, and that each reviewed task has a reviewer that can answer."""
+    every role file an agent of the run may get, and that each review has a reviewer that can answer."""
     plan = loaded.plan
     read_documents(plan, git, base, repo_root, loaded.locate)
-    for name in {role_for(t.role, repo_root) for t in plan.tasks} | (
-            {"reviewer", "fixer"} if any(plan.reviewed(t) for t in plan.tasks) else set()):
+    reviewed = plan.review_at_end or any(_reviewed(plan, t) for t in plan.tasks)
+    at_integration = {"resolver", "integration-engineer"} if plan.integration.agents else set()
+    for name in ({role_for(t.role, repo_root) for t in plan.tasks} | ({"reviewer", "fixer"} if reviewed else set())
+                 | at_integration | ({"integration-verifier"} if "integration-verifier" in profiles else set())):
         role_text(name, repo_root)
     for i, task in enumerate(plan.tasks):
         reviewer = profiles.get("reviewer") or profiles.get(plan.agent_for(task, profiles))
-        if plan.reviewed(task) and reviewer is not None and reviewer.adapter == "script":
+        if _reviewed(plan, task) and reviewer is not None and reviewer.adapter == "script":
             where = loaded.locate("tasks", i, "review") if task.review else loaded.locate("defaults", "review")
             raise PlaitError(f"task {task.id} is reviewed, but its reviewer would be profile {reviewer.name!r}, "
                              "whose `script` agent cannot review",
                              "define [profiles.reviewer] in plait.toml with a model agent, or set `review: never`",
                              where)
+    reviewer = profiles.get("reviewer") or profiles.get(plan.defaults.agent)
+    if plan.review_at_end and reviewer is not None and reviewer.adapter == "script":
+        at = next((n for n, t in enumerate(plan.tasks) if t.review == "end"), None)
+        where = loaded.locate("tasks", at, "review") if at is not None else loaded.locate("defaults", "review")
+        raise PlaitError(f"the integrated result is reviewed (`review: end`), but its reviewer would be profile "
+                         f"{reviewer.name!r}, whose `script` agent cannot review",
+                         "define [profiles.reviewer] in plait.toml with a model agent, or set `review: never`",
+                         where)
+
+
+def _reviewed(plan: Plan, task: Task) -> bool:
+    return plan.reviewed(task) or plan.level_reviewed(task)

@@ -4,13 +4,20 @@ the whole orchestration (worktrees, limits, verify, integration) runs without sp
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from plait.plan.model import Plan, Task
-from plait.testing import ModelServer, Scenario, scenario_from_script, text
-from plait.testing.scenario import fix_scenario, review_scenario
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from plait import graph
+from plait.errors import Location, PlaitError
+from plait.plan.model import Plan, ReviewAnswer, Task
+from plait.testing import ModelServer, Scenario, author_scenario, scenario_from_script, text
+from plait.testing.scenario import Write, fix_scenario, review_scenario
 
 if TYPE_CHECKING:
     from plait.workflow.agent import RoleJob
@@ -30,16 +37,68 @@ def endpoint_env(url: str, api_key: str) -> dict[str, str]:
 
 def scenarios(plan: Plan, task: Task, latency: float) -> dict[str, Scenario]:
     """Agent id -> scenario: the task's own (its `script:` edits), and for a reviewed task its reviewer's
-    and fixer's in every round (`<task>/review-<n>`, `<task>/fix-<n>`; script `review:` and `fix:`)."""
+    and fixer's in every round (`<task>/review-<n>`, `<task>/fix-<n>`; script `review:` and `fix:`); a
+    per-level task's fixer only (its level's reviewer is in `level_scenarios`)."""
     script = task.script
     found = {task.id: scenario_from_script(script, latency=latency) if script
              else Scenario([text(f"Rehearsal of {task.id}: nothing scripted.")], latency=latency)}
-    if plan.reviewed(task):
-        answers = script.review if script else []
-        for n in range(1, plan.max_rounds_for(task) + 1):
-            answer = answers[min(n, len(answers)) - 1] if answers else None
-            found[f"{task.id}/review-{n}"] = found[f"{task.id}/review-{n}-retry"] = review_scenario(answer, latency)
+    for n in range(1, plan.max_rounds_for(task) + 1):
+        if plan.reviewed(task):
+            found[f"{task.id}/review-{n}"] = found[f"{task.id}/review-{n}-retry"] = review_scenario(
+                _answer(task, n), latency)
+        if plan.reviewed(task) or plan.level_reviewed(task):
             found[f"{task.id}/fix-{n}"] = fix_scenario(script.fix if script else {}, latency)
+    return found
+
+
+def level_scenarios(plan: Plan, latency: float) -> dict[str, Scenario]:
+    """The reviewer of each level's per-level review, round by round (`level-<n>/review-<r>`): one verdict
+    naming every task of the level whose `script: review:` answer for that round requests changes."""
+    level = graph.levels({t.id: list(t.needs) for t in plan.tasks})
+    found: dict[str, Scenario] = {}
+    for depth in sorted({level[t.id] for t in plan.tasks if plan.level_reviewed(t)}):
+        tasks = [t for t in plan.tasks if plan.level_reviewed(t) and level[t.id] == depth]
+        for n in range(1, max(plan.max_rounds_for(t) for t in tasks) + 1):
+            rejected = {t.id: a.comments or ["(changes requested)"] for t in tasks
+                        if (a := _answer(t, n)) and a.verdict == "changes_requested"}
+            verdict = {"verdict": "changes_requested", "tasks": rejected} if rejected else {"verdict": "approved"}
+            final = f"Reviewed the level.\n{json.dumps(verdict)}"
+            found[f"level-{depth}/review-{n}"] = found[f"level-{depth}/review-{n}-retry"] = Scenario(
+                [], latency=latency, final=final)
+    return found
+
+
+def _answer(task: Task, n: int) -> ReviewAnswer | None:
+    """The task's scripted review answer in round `n` (the last repeats; None: approved)."""
+    answers = task.script.review if task.script else []
+    return answers[min(n, len(answers)) - 1] if answers else None
+
+
+def integration_scenarios(plan: Plan, latency: float) -> dict[str, Scenario]:
+    """The agents at integration (plait.run.resolve), by agent id: each task's resolver in every round
+    (`integration/resolve-<task>/round-<n>`, writing the task's `script: resolve:`), the integration engineer
+    (`integration/test/repair-<n>`, the plan's `integration: script:`), and the end review's reviewer and
+    fixer (`integration/test/end-review-<n>`, `-retry`, `end-fix-<n>`; `integration: script: review:`/`fix:`),
+    and the integration verifier (`integration/test/verifier`, which leaves plait's marks as they are)."""
+    rounds = plan.integration.max_rounds or plan.defaults.max_rounds
+    script = plan.integration.script
+    found: dict[str, Scenario] = {}
+    for t in plan.tasks:
+        resolution = t.script.resolve if t.script else {}
+        for n in range(1, rounds + 1):
+            found[f"integration/resolve-{t.id}/round-{n}"] = Scenario(
+                [Write(path, content) for path, content in resolution.items()], latency=latency,
+                final="Resolved the conflict." if resolution else "Rehearsal: no resolution scripted.")
+    found["integration/test/verifier"] = Scenario([], latency=latency,
+                                                  final="Rehearsal: the concerns keep plait's marks.")
+    answers = script.review if script else []
+    for n in range(1, max(rounds, plan.defaults.max_rounds) + 1):
+        found[f"integration/test/repair-{n}"] = (scenario_from_script(script, latency=latency) if script else
+                                                  Scenario([text("Rehearsal: no repair scripted.")], latency=latency))
+        answer = answers[min(n, len(answers)) - 1] if answers else None
+        found[f"integration/test/end-review-{n}"] = found[f"integration/test/end-review-{n}-retry"] = \
+            review_scenario(answer, latency)
+        found[f"integration/test/end-fix-{n}"] = fix_scenario(script.fix if script else {}, latency)
     return found
 
 
@@ -48,10 +107,13 @@ def rehearsal(plan: Plan, run_id: str, latency: float = 0.0) -> Iterator[tuple[M
     """A running scripted server with one scenario per agent (its own API key), and each agent's env."""
     keys: dict[str, str] = {}
     with ModelServer() as server:
-        for t in plan.tasks:
-            for agent_id, scenario in scenarios(plan, t, latency).items():
-                keys[agent_id] = f"plait-rehearsal-{run_id}-{agent_id.replace('/', '~')}"  # ~ is in no task id
-                server.add(keys[agent_id], scenario)
+        every = [scenarios(plan, t, latency) for t in plan.tasks] + [level_scenarios(plan, latency)]
+        for agent_id, scenario in ((a, s) for found in every for a, s in found.items()):
+            keys[agent_id] = f"plait-rehearsal-{run_id}-{agent_id.replace('/', '~')}"  # ~ is in no task id
+            server.add(keys[agent_id], scenario)
+        for agent_id, scenario in integration_scenarios(plan, latency).items():
+            keys[agent_id] = f"plait-rehearsal-{run_id}-{agent_id.replace('/', '~')}"
+            server.add(keys[agent_id], scenario)
         yield server, lambda agent_id: endpoint_env(server.url, keys[agent_id])
 
 
@@ -65,3 +127,48 @@ def scripted_roles(server: ModelServer, scenario_for: Callable[[RoleJob], Scenar
         return endpoint_env(server.url, key)
 
     return env
+
+
+class WorkflowScript(BaseModel):
+    """`plait go --rehearse FILE`: what the spec writer and the planner answer in a rehearsal."""
+
+    model_config = ConfigDict(extra="forbid")
+    spec: str = Field(description="The spec the spec writer writes.")
+    plan: list[str] = Field(min_length=1, description="The plan the planner writes, round by round (a repair "
+                            "round gets the next one; the last repeats).")
+
+
+def workflow_script(path: Path) -> WorkflowScript:
+    """Read a rehearsal file; anything wrong is one line naming the file and what to fix."""
+    where = Location(str(path))
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise PlaitError(f"cannot read it: {exc.strerror or exc}", "give --rehearse a readable YAML file",
+                         where) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = Location(str(path), mark.line + 1, mark.column + 1) if mark else where
+        raise PlaitError(f"not valid YAML: {getattr(exc, 'problem', None) or exc}", "fix the YAML syntax",
+                         line) from None
+    if isinstance(doc, dict) and isinstance(doc.get("plan"), str):
+        doc = {**doc, "plan": [doc["plan"]]}
+    try:
+        return WorkflowScript.model_validate(doc)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "the file"
+        raise PlaitError(f"{field}: {first['msg']}", "give `spec: <the spec's text>` and `plan: [<plan text>, ...]`",
+                         where) from None
+
+
+def workflow_scenario(script: WorkflowScript) -> Callable[[RoleJob], Scenario]:
+    """The spec writer writes `script.spec`; the planner's n-th run writes `script.plan[n-1]` (the last repeats)."""
+    def scenario_for(job: RoleJob) -> Scenario:
+        rel = job.outputs[0]
+        if job.role == "spec-writer":
+            return author_scenario(rel, script.spec, "Wrote the spec.")
+        n = int(job.log_dir.name.rsplit("-", 1)[-1]) if job.log_dir.name.rsplit("-", 1)[-1].isdigit() else 1
+        return author_scenario(rel, script.plan[min(n, len(script.plan)) - 1], "Wrote the plan.")
+
+    return scenario_for

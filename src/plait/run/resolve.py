@@ -20,11 +20,11 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from plait.agents.base import AgentRequest, AgentResult, ErrorKind, Profile
+from plait.agents.base import AgentRequest, AgentResult, ErrorKind, Permission, Profile
 from plait.evidence import ReviewRecord, VerifyResult, read_json
 from plait.git import merge, workspace
 from plait.git.repo import GitError
@@ -42,7 +42,7 @@ from plait.run.task import (
     workspace_env,
 )
 from plait.state import EventKind
-from plait.text import clip
+from plait.text import clip, printable
 
 Emit = Callable[..., Any]
 MARKER = re.compile(rb"^(<{7}|>{7})( |$)", re.M)
@@ -400,3 +400,54 @@ def end_review(bench: Bench, verify: VerifyResult, order: Sequence[str]) -> revi
     reviewer, fixer = review.profiles_for(ctx.profiles, ctx.profiles[plan.defaults.agent])
     job = review.Job(plan, whole_plan(plan, order), ctx.docs, ctx.paths.repo_root, reviewer, fixer, bench.head, verify)
     return review.review_and_fix(bench, job)
+
+
+# -- the integration verifier -----------------------------------------------------------------------------
+MARKS_FORMAT = '{"concerns": [{"n": 1, "status": "aligned", "reason": "<file>:<line>: why"}]}'
+_STATUSES = {"aligned": "aligned", "not aligned": "not aligned", "not_aligned": "not aligned",
+             "misaligned": "not aligned"}
+
+
+def check_concerns(bench: Bench, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The project's `integration-verifier` profile reads the integrated code (read-only) and marks each
+    concern aligned or not aligned; a concern it does not mark keeps plait's mark (`marked_by: plait`)."""
+    ctx = bench.ctx
+    profile = replace(ctx.profiles["integration-verifier"], permission=Permission.READ_ONLY)
+    lines = opening("integration-verifier", None, ctx.paths.repo_root) + document_sections(ctx.docs)
+    lines += ["# The concerns", ""]
+    for n, c in enumerate(found, start=1):
+        lines += [f"{n}. {c['assumer']} assumes: {c['assumption']}",
+                  f"   provider: {c.get('provider') or '(no task states it provides this)'}"
+                  + (f"; it states: {c['provided']}" if c.get("provided") else ""),
+                  f"   plait's reading of the statements alone: {c['status']} ({c['reason']})"]
+    lines += ["", "# Your answer", "End with exactly one JSON object marking each concern by its number:",
+              MARKS_FORMAT, ""]
+    before = bench.tree_state()
+    result = bench.call("integration-verifier", profile, "\n".join(lines), "verifier")
+    bench.put_back(before)
+    marks = parse_marks(result.summary) if result.ok else {}
+    out = []
+    for n, c in enumerate(found, start=1):
+        if n in marks:
+            status, reason = marks[n]
+            out.append({**c, "status": status, "reason": reason, "marked_by": "integration-verifier"})
+        else:
+            out.append({**c, "marked_by": "plait"})
+    marked = sum(1 for c in out if c["marked_by"] != "plait")
+    bench.emit(EventKind.INTEGRATION_CONCERNS, None, {"profile": profile.name, "ok": result.ok,
+                                                      "marked": marked, "concerns": len(found),
+                                                      "cost_usd": result.cost_usd})
+    return out
+
+
+def parse_marks(text: str) -> dict[int, tuple[str, str]]:
+    """{concern number: (status, reason)} from the last JSON object with a `concerns` list; never raises."""
+    found = review.verdict_object(text, key="concerns")
+    items = found.get("concerns") if found else None
+    marks: dict[int, tuple[str, str]] = {}
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict) and isinstance(item.get("n"), int):
+            status = _STATUSES.get(str(item.get("status", "")).strip().lower())
+            if status:
+                marks[item["n"]] = (status, clip(printable(str(item.get("reason") or "")), 1000))
+    return marks

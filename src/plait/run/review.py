@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from plait.agents.base import AgentResult, ErrorKind, Permission, Profile
 from plait.evidence import ReviewRecord, ReviewRound, VerifyResult
+from plait.git.repo import Git
 from plait.plan.model import Plan, Task
 from plait.run.prompts import Documents, document_sections, fenced, opening, task_sections
 from plait.run.prompts import fix_prompt as build_fix_prompt
@@ -40,6 +41,12 @@ class Verdict:
 def parse_verdict(text: str) -> Verdict | None:
     """The verdict in the last JSON object of `text` that has a `verdict` key, or None when there is none
     or it is not one plait knows. Never raises, whatever the text."""
+    found = verdict_object(text)
+    return None if found is None else verdict_of(found)
+
+
+def verdict_object(text: str, key: str = "verdict") -> dict[str, Any] | None:
+    """The last JSON object of `text` that has `key` (searched from the end, bounded). Never raises."""
     tail = text[-MAX_SCAN_CHARS:]
     decoder = json.JSONDecoder()
     starts = [i for i, c in enumerate(tail) if c == "{"][-MAX_CANDIDATES:]
@@ -48,17 +55,21 @@ def parse_verdict(text: str) -> Verdict | None:
             found, _ = decoder.raw_decode(tail, start)
         except (ValueError, RecursionError):
             continue
-        if isinstance(found, dict) and "verdict" in found:
-            return _verdict(found)
+        if isinstance(found, dict) and key in found:
+            return found
     return None
 
 
-def _verdict(found: dict[str, Any]) -> Verdict | None:
-    word = str(found["verdict"]).strip().lower().replace("-", "_").replace(" ", "_")
-    raw = found.get("comments")
+def comment_list(raw: Any) -> tuple[str, ...]:
+    """A reviewer's comments (a list, one text, or anything JSON) as bounded, printable lines."""
     items = raw if isinstance(raw, list) else [] if raw is None else [raw]
-    comments = tuple(clip(printable(c if isinstance(c, str) else json.dumps(c)), COMMENT_CHARS)
-                     for c in items[:MAX_COMMENTS])
+    return tuple(clip(printable(c if isinstance(c, str) else json.dumps(c)), COMMENT_CHARS)
+                 for c in items[:MAX_COMMENTS])
+
+
+def verdict_of(found: dict[str, Any]) -> Verdict | None:
+    word = str(found["verdict"]).strip().lower().replace("-", "_").replace(" ", "_")
+    comments = comment_list(found.get("comments"))
     if word in _APPROVED:
         return Verdict(True, comments)
     if word in _CHANGES:
@@ -117,15 +128,9 @@ def review_prompt(job: Job, diff: str, verify: VerifyResult, review_round: int, 
                   retry: bool) -> str:
     plan, task = job.plan, job.task
     lines = opening("reviewer", None, job.repo_root) + document_sections(job.docs) + task_sections(plan, task)
-    if verify.command is None:
-        lines += ["## Verification", "The task has no verify command: only this review checks the work.", ""]
-    else:
-        output = verify.output_tail[-2000:].strip()
-        passed = f"`{verify.command}` passed (exit {verify.exit_code}, {verify.seconds:.1f}s)"
-        lines += ["## Verification", f"{passed}. The end of its output:" if output else f"{passed} with no output.",
-                  *([fenced(output)] if output else []), ""]
+    lines += verify_lines(verify)
     lines += ["## The change to review (`git diff` of the task's base and its work; the files are in your "
-              "working directory)", fenced(clip(diff, MAX_DIFF_CHARS, "read the files for the rest"), "diff"), ""]
+              "working directory)", *diff_lines(diff, MAX_DIFF_CHARS)]
     if earlier:
         lines += ["## What the previous review asked for (check that it was done)", *[f"- {c}" for c in earlier], ""]
     lines += [f"## Your answer (review round {review_round} of {plan.max_rounds_for(task)})",
@@ -135,6 +140,32 @@ def review_prompt(job: Job, diff: str, verify: VerifyResult, review_round: int, 
         lines += ["Your previous answer ended without a verdict plait could read: end with one of the two JSON "
                   "objects above, exactly as shown.", ""]
     return "\n".join(lines)
+
+
+def verify_lines(verify: VerifyResult) -> list[str]:
+    """What the reviewer is told about the task's verify command and its result."""
+    if verify.command is None:
+        return ["## Verification", "The task has no verify command: only this review checks the work.", ""]
+    output = verify.output_tail[-2000:].strip()
+    passed = f"`{verify.command}` passed (exit {verify.exit_code}, {verify.seconds:.1f}s)"
+    return ["## Verification", f"{passed}. The end of its output:" if output else f"{passed} with no output.",
+            *([fenced(output)] if output else []), ""]
+
+
+def change_diff(git: Git, base: str, commit: str) -> str:
+    """A task's change, as a reviewer reads it (never through the user's diff drivers)."""
+    return git.run("diff", "--no-color", "--no-ext-diff", "--no-textconv", base, commit)
+
+
+def diff_lines(diff: str, limit: int) -> list[str]:
+    return [fenced(clip(diff, limit, "read the files for the rest"), "diff"), ""]
+
+
+def verify_failed(verify: VerifyResult) -> Verdict:
+    """A fix broke verification: that is the next fix's comment; no reviewer needed to say so."""
+    why = "timed out" if verify.timed_out else f"exited {verify.exit_code}"
+    tail = clip(verify.output_tail, COMMENT_CHARS, keep="end")
+    return Verdict(False, (f"verify `{verify.command}` {why} after the fix: {tail}",))
 
 
 class _Loop:
@@ -167,9 +198,9 @@ class _Loop:
             if self.verify.ok:
                 work.report(EventKind.TASK_REVIEWING, {"round": n, "reviewer": job.reviewer.name,
                                                        "commit": self.commit}, self.record())
-            got = self.review(n, earlier) if self.verify.ok else self.verify_failed()
+            got = self.review(n, earlier) if self.verify.ok else (verify_failed(self.verify), False, None)
             if isinstance(got, AgentResult):
-                return self.end(False, _agent_error("reviewer", job.reviewer, got, n), got, job.reviewer.name)
+                return self.end(False, agent_error("reviewer", job.reviewer, got, n), got, job.reviewer.name)
             verdict, malformed, cost = got
             word = "approved" if verdict.approved else "changes_requested"
             self.rounds.append(ReviewRound(n, self.commit, word, list(verdict.comments), malformed, cost))
@@ -190,19 +221,12 @@ class _Loop:
             work.report(EventKind.TASK_FIXED, {"round": n, "fixer": job.fixer.name, "ok": fixed.ok,
                                                "cost_usd": fixed.cost_usd, "summary": summary}, self.record())
             if not fixed.ok:
-                return self.end(False, _agent_error("fixer", job.fixer, fixed, n), fixed, job.fixer.name)
+                return self.end(False, agent_error("fixer", job.fixer, fixed, n), fixed, job.fixer.name)
             commit, problem = work.capture()
             if problem or commit is None:
                 return self.end(False, f"review round {n}: the fix: {problem}")
             self.commit, self.verify = commit, work.verify()
         raise AssertionError("unreachable: the last round returns")
-
-    def verify_failed(self) -> tuple[Verdict, bool, float | None]:
-        """The fix broke verification: that is the next fix's comment; no reviewer needed to say so."""
-        v = self.verify
-        why = "timed out" if v.timed_out else f"exited {v.exit_code}"
-        tail = clip(v.output_tail, COMMENT_CHARS, keep="end")
-        return Verdict(False, (f"verify `{v.command}` {why} after the fix: {tail}",)), False, None
 
     def review(self, n: int, earlier: Sequence[str]) -> tuple[Verdict, bool, float | None] | AgentResult:
         """One review, asked once more when the answer holds no readable verdict: (verdict, malformed,
@@ -234,6 +258,6 @@ def review_and_fix(work: Work, job: Job) -> Outcome:
     return _Loop(work, job).run()
 
 
-def _agent_error(role: str, profile: Profile, result: AgentResult, n: int) -> str:
+def agent_error(role: str, profile: Profile, result: AgentResult, n: int) -> str:
     kind = result.error_kind or ErrorKind.UNKNOWN
     return f"review round {n}: {role} {profile.name}: {kind.value}: {clip(printable(result.error_message), 500)}"

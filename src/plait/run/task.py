@@ -13,6 +13,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +126,7 @@ def run_attempt(
 
     Never raises: an exception from any stage (an adapter, git, a parser) becomes a failed attempt
     with its evidence and a message, here, in one place; the traceback goes to the attempt's log."""
-    run = _Attempt(ctx, task, attempt, dep_commits, emit, cancel)
+    run = Attempt(ctx, task, attempt, dep_commits, emit, cancel)
     try:
         return run.stages(dep_contexts, resume)
     except Exception as exc:
@@ -138,7 +139,7 @@ def run_attempt(
         redact_files(ctx.paths.home(task.id))  # the CLIs' transcripts and histories
 
 
-class _Attempt:
+class Attempt:
     """The state one attempt builds up, stage by stage, and its evidence. It is also the review loop's
     `Work` (plait.run.review): the reviewer and the fixer run, and their work is captured and verified,
     in this attempt's workspace."""
@@ -259,24 +260,23 @@ class _Attempt:
     # -- the stages' mechanics, shared with the review loop ---------------------------------------------
     def call_agent(self, role: str, profile: Profile, prompt: str, log_dir: Path, session: str | None = None,
                    script: Script | None = None, agent_id: str | None = None) -> AgentResult:
-        ws, ctx = self._ws(), self.ctx
-        log_dir.mkdir(parents=True, exist_ok=True)
-        (log_dir / "prompt.md").write_text(prompt)
         self.last_dir = log_dir
-        repo_before = scrutiny.repo_state(ws.tree)
-        env = workspace_env(ctx.agent_env(profile, agent_id or self.task.id), ws, home=True)
-        register_env(env)  # keys handed to this agent (a rehearsal's, say) are masked like the user's
-        request = AgentRequest(self.task.id, prompt, ws.tree, log_dir, profile, self.timeout, env,
-                               resume_session=session, script=script, cancel=self.cancel, home=ws.home,
-                               confine=confinement(ctx, profile, ws, agent=True), role=role)
-        result = _run_agent(ctx.make_agent(profile), request)
+        result, incidents = launch(self.ctx, self._ws(), self.task.id, role, profile, prompt, log_dir, self.timeout,
+                                   self.cancel, agent_id or self.task.id, session, script)
         self.costs.append(result.cost_usd)
         self.tokens[0] += result.tokens.input
         self.tokens[1] += result.tokens.output
         who = "" if log_dir == self.log_dir else f"{role}: "
-        self.incidents += [f"{who}refused or outside its work tree: {short(b, 500)}" for b in result.blocked]
-        self.incidents += [who + note for note in scrutiny.repo_notes(repo_before, scrutiny.repo_state(ws.tree))]
+        self.incidents += [who + note for note in incidents]
         return result
+
+    def reopen(self, base: str, commit: str) -> None:
+        """A fresh workspace holding `commit`, this attempt's verified work (a level review's fixer works
+        there); captures stay relative to the task's `base`, so files changed and deviations are the task's."""
+        paths = self.ctx.paths
+        ws = workspace.create(self.ctx.git, paths.attempt_folder(self.task.id, self.attempt),
+                              paths.home(self.task.id), commit, paths.branch(self.task.id))
+        self.ws, self.base = replace(ws, base=base), base
 
     def _ws(self) -> workspace.Workspace:
         assert self.ws is not None, "the workspace comes first"
@@ -317,7 +317,7 @@ class _Attempt:
 
     def diff(self, commit: str) -> str:
         """The task's change, as the reviewer reads it (never through the user's diff drivers)."""
-        return self.ctx.git.run("diff", "--no-color", "--no-ext-diff", "--no-textconv", self.base, commit)
+        return review.change_diff(self.ctx.git, self.base, commit)
 
     def tree_state(self) -> str:
         """The work tree's file state, as a git tree (read with plait's own index, like a capture)."""
@@ -360,6 +360,24 @@ class _Attempt:
             if problem:
                 return f"{problem} (set `allow_deletions: true` on the task if that is intended)"
         return None
+
+
+def launch(ctx: RunContext, ws: workspace.Workspace, task_id: str, role: str, profile: Profile, prompt: str,
+           log_dir: Path, timeout: float, cancel: threading.Event, agent_id: str, session: str | None = None,
+           script: Script | None = None) -> tuple[AgentResult, list[str]]:
+    """One agent in `ws`, sandboxed, with its allow-listed environment: its result, and its incidents (what
+    it was refused or reached outside its work tree, and what it did to its workspace repository)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    (log_dir / "prompt.md").write_text(prompt)
+    repo_before = scrutiny.repo_state(ws.tree)
+    env = workspace_env(ctx.agent_env(profile, agent_id), ws, home=True)
+    register_env(env)  # keys handed to this agent (a rehearsal's, say) are masked like the user's
+    confine = confinement(ctx, profile, ws, agent=True)
+    request = AgentRequest(task_id, prompt, ws.tree, log_dir, profile, timeout, env, resume_session=session,
+                           script=script, cancel=cancel, home=ws.home, confine=confine, role=role)
+    result = _run_agent(ctx.make_agent(profile), request)
+    incidents = [f"refused or outside its work tree: {short(b, 500)}" for b in result.blocked]
+    return result, incidents + scrutiny.repo_notes(repo_before, scrutiny.repo_state(ws.tree))
 
 
 def _run_agent(agent: Agent, request: AgentRequest) -> AgentResult:
