@@ -216,11 +216,17 @@ def _hold(repo: Repo, run_id: str, stack: ExitStack) -> None:
 
 def resume(run_id: str, listener: Listener | None = None, cwd: Path | None = None) -> tuple[Repo, str]:
     """Continue a run; refused while its process lives (execute takes the run's lock, atomically)."""
-    repo = open_repo(cwd)
-    row = _run_row(repo, run_id)
-    if row["status"] == "completed":
-        raise PlaitError(f"run {run_id} already completed", "start a new run with `plait run PLAN`")
+    repo = resumable(run_id, cwd)
     return repo, execute(repo, run_id, listener, resume=True)
+
+
+def resumable(run_id: str, cwd: Path | None = None) -> Repo:
+    """The repository of a run that can be continued: it exists and has not completed. (Whether its
+    process still lives is for `execute` to find out, atomically, when it takes the run's lock.)"""
+    repo = open_repo(cwd)
+    if _run_row(repo, run_id)["status"] == "completed":
+        raise PlaitError(f"run {run_id} already completed", "start a new run with `plait run PLAN`")
+    return repo
 
 
 def _clean_stale(repo: Repo, run_id: str) -> None:

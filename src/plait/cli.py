@@ -21,6 +21,8 @@ EXIT_BUG = 3
 EXIT_INTERRUPTED = 130
 _RELAX = ("In a phased plan (spectacular, spec-kit), keep only the dependencies a task states instead of "
           "also running the phases in their written order.")
+_DETACH = ("Run in a background process that outlives this terminal (its output: .plait/runs/RUN/runner.log); "
+           "return once it has started.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -83,15 +85,16 @@ def import_cmd(source: Path, output: Path | None, force: bool, relax_phases: boo
 @click.option("--relax-phases", is_flag=True, help=_RELAX)
 @click.option("--agent", "agent", metavar="PROFILE",
               help="Agent profile for the tasks that name none (instead of the plan's `defaults.agent`).")
+@click.option("--detach", is_flag=True, help=_DETACH)
 def run_cmd(plan: Path, jobs: int, deliver: str, max_cost: float | None, rehearse: bool,
-            rehearse_latency: float, relax_phases: bool, agent: str | None) -> None:
+            rehearse_latency: float, relax_phases: bool, agent: str | None, detach: bool) -> None:
     """Run PLAN: every task in its own sandboxed workspace, in parallel, verified, then integrated."""
     from plait.commands.run import run
     from plait.run.engine import RunOptions
 
     options = RunOptions(jobs=jobs, deliver=deliver, max_cost=max_cost, rehearse=rehearse,
                          rehearse_latency=rehearse_latency, relax_phases=relax_phases, agent=agent)
-    sys.exit(run(plan, options, _console()))
+    sys.exit(run(plan, options, _console(), detach))
 
 
 @cli.command()
@@ -157,11 +160,23 @@ def go(request: str | None, from_file: Path | None, agent: str | None, rounds: i
 
 @cli.command()
 @click.argument("run_id")
-def resume(run_id: str) -> None:
+@click.option("--detach", is_flag=True, help=_DETACH)
+def resume(run_id: str, detach: bool) -> None:
     """Continue a failed, cancelled or killed run; verified tasks are never run again."""
     from plait.commands.run import resume as run_resume
 
-    sys.exit(run_resume(run_id, _console()))
+    sys.exit(run_resume(run_id, _console(), detach))
+
+
+@cli.command("_runner", hidden=True)
+@click.argument("run_id")
+@click.option("--resume", is_flag=True, help="Continue the run (as `plait resume`).")
+@click.option("--ready-fd", type=int, required=True, help="Pipe to tell the starter that the run started.")
+def runner_cmd(run_id: str, resume: bool, ready_fd: int) -> None:
+    """Run a recorded run to its end in a detached runner process (what `--detach` starts)."""
+    from plait.commands.run import run_detached
+
+    sys.exit(run_detached(run_id, resume, ready_fd, _console()))
 
 
 @cli.command()
@@ -201,6 +216,25 @@ def demo(jobs: int, directory: Path | None) -> None:
     from plait.commands.demo import demo as run_demo
 
     sys.exit(run_demo(jobs, directory, _console()))
+
+
+@cli.command()
+@click.option("--http", "http", is_flag=True, help="Serve streamable HTTP instead of stdio.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="With --http: the address to bind; anything but loopback needs a token.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True, help="With --http.")
+@click.option("--token", help="With --http: the bearer token every request must carry (or PLAIT_MCP_TOKEN).")
+@click.option("--repo", "repo", type=click.Path(path_type=Path, file_okay=False),
+              help="The repository to work on (default: the current directory's).")
+def mcp(http: bool, host: str, port: int, token: str | None, repo: Path | None) -> None:
+    """Serve plait's tools over MCP (stdio by default): spec, plan, check, run, status, list_runs, resume,
+    cancel, report; runs started by `run` live on in the background."""
+    from plait import mcp_server
+
+    if http:
+        mcp_server.serve_http(repo, host, port, token)
+    else:
+        mcp_server.serve_stdio(repo)
 
 
 def _console() -> Console:

@@ -184,6 +184,23 @@ def run(
     return Completed(shown, rc, stdout, stderr, duration, timed_out, stalled)
 
 
+
+def detach(argv: Sequence[str], *, cwd: Path, log: Path, pass_fds: Sequence[int] = ()) -> int:
+    """Start a child that outlives us; returns its pid. It gets its own session, so no terminal,
+    SIGHUP, Ctrl-C or process-group kill of ours reaches it; stdin is /dev/null and its stdout and
+    stderr are appended to `log` (never our stdout, which may be an MCP server's protocol).
+
+    A daemon thread waits for it, so a long-lived caller (an MCP server starts many runs) keeps no
+    zombie; if the caller ends first, init (or the nearest subreaper) adopts and reaps it. Not a double
+    fork: forking a caller that has threads is unsafe, and the pid we return would be a grandchild's."""
+    with open(log, "ab") as out:
+        child = subprocess.Popen(list(argv), cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
+                                 stderr=subprocess.STDOUT, close_fds=True, pass_fds=tuple(pass_fds),
+                                 start_new_session=True)
+    threading.Thread(target=child.wait, name=f"reap-{child.pid}", daemon=True).start()
+    return child.pid
+
+
 class _Growth:
     """Whether a child's output files grew since the last look, by anything but `quiet` lines."""
 

@@ -78,16 +78,24 @@ def redact_files(folder: Path, environ: Mapping[str, str] | None = None) -> None
     secrets = [v.encode() for v in secret_values(environ)]
     for dirpath, _dirs, files in os.walk(folder):  # never descends into symlinked directories
         for name in files:
-            path = Path(dirpath) / name
-            if path.is_symlink() or not path.is_file():
-                continue
-            try:
-                data = path.read_bytes()
-            except OSError:
-                continue
-            masked = _mask_bytes(data, secrets)
-            if masked != data:
-                path.write_bytes(masked)
+            _redact_file(Path(dirpath) / name, secrets)
+
+
+def redact_file(path: Path, environ: Mapping[str, str] | None = None) -> None:
+    """`redact_files` for one file (a log plait's child wrote, e.g. a detached runner's)."""
+    _redact_file(path, [v.encode() for v in secret_values(environ)])
+
+
+def _redact_file(path: Path, secrets: list[bytes]) -> None:
+    if path.is_symlink() or not path.is_file():
+        return
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return
+    masked = _mask_bytes(data, secrets)
+    if masked != data:
+        path.write_bytes(masked)
 
 
 def _mask_bytes(data: bytes, secrets: list[bytes]) -> bytes:

@@ -231,6 +231,12 @@ def write(folder: Path, m: Metrics) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "report.json").write_text(json.dumps(asdict(m), indent=2) + "\n")
     path = folder / "REPORT.md"
+    path.write_text(markdown(m))
+    return path
+
+
+def markdown(m: Metrics) -> str:
+    """REPORT.md's text."""
     body = [f"# Rehearsal run {m.run_id}: {m.status}" if m.rehearsal else f"# Run {m.run_id}: {m.status}", ""]
     if m.rehearsal:
         body += ["A rehearsal (`--rehearse`): the agent CLIs talked to plait's scripted model server, so no "
@@ -249,5 +255,4 @@ def write(folder: Path, m: Metrics) -> Path:
     if m.deviations:
         body += ["", "## Deviations", ""]
         body += [f"- `{task}`: {printable(line)}" for task, found in m.deviations.items() for line in found]
-    path.write_text("\n".join(body) + "\n")
-    return path
+    return "\n".join(body) + "\n"

@@ -33,26 +33,25 @@ class Relaxed:
 def check(paths: list[Path], jobs: int | None, as_json: bool, relax: bool, console: Console) -> int:
     """Check every plan; 1 when one is invalid. With `as_json`, an invalid plan gives a JSON error document
     on stdout instead of error lines."""
-    docs: list[dict[str, Any]] = []
-    status = 0
-    for path in paths:
-        try:
-            lp = load_plan(path, relax_phases=relax)
-        except PlanError as exc:
-            if not as_json:
-                raise
-            docs.append(_error_doc(path, exc.diagnostics))
-            status = 1
-            continue
-        a = analyze(lp.plan, jobs)
-        relaxed = None if relax else _relaxed(lp, a.estimate.jobs)
-        if as_json:
-            docs.append(_json(lp, a, relaxed))
-        else:
-            render(lp, a, console, relaxed)
     if as_json:
+        docs = [check_doc(path, jobs, relax) for path in paths]
         console.print_json(json.dumps(docs[0] if len(docs) == 1 else docs))
-    return status
+        return 0 if all(d["valid"] for d in docs) else 1
+    for path in paths:
+        lp = load_plan(path, relax_phases=relax)
+        a = analyze(lp.plan, jobs)
+        render(lp, a, console, None if relax else _relaxed(lp, a.estimate.jobs))
+    return 0
+
+
+def check_doc(path: Path, jobs: int | None, relax: bool, root: Path | None = None) -> dict[str, Any]:
+    """`plait check --json` of one plan: its analysis, or (`valid: false`) every error with its location."""
+    try:
+        lp = load_plan(path, relax_phases=relax, root=root)
+    except PlanError as exc:
+        return _error_doc(path, exc.diagnostics)
+    a = analyze(lp.plan, jobs)
+    return _json(lp, a, None if relax else _relaxed(lp, a.estimate.jobs))
 
 
 def _relaxed(lp: LoadedPlan, jobs: int | None) -> Relaxed | None:

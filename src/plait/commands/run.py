@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -13,10 +13,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from plait import api, report
+from plait import api, report, runner
 from plait.commands.progress import LiveProgress, PlainProgress
+from plait.errors import PlaitError
 from plait.plan.model import format_duration as fd
+from plait.redact import redact_file
 from plait.run.engine import RunOptions
+from plait.state import EventKind
 from plait.text import printable
 
 
@@ -39,8 +42,13 @@ def progress_for(console: Console, total: int) -> PlainProgress:
     return LiveProgress(console, total) if console.is_terminal else PlainProgress(console)
 
 
-def run(plan: Path, options: RunOptions, console: Console) -> int:
+def run(plan: Path, options: RunOptions, console: Console, detach: bool = False) -> int:
     repo, run_id = api.start(plan, options)
+    if detach:
+        notes = Console(stderr=True, highlight=False)  # stdout says only where the run went
+        warn_unconfined(repo, run_id, notes)
+        warn_uncommitted(repo, run_id, notes)
+        return started(run_id, runner.start_detached(repo, run_id), console)
     total = len(repo.store.tasks(run_id))
     console.print(f"plait run [bold]{run_id}[/]: {total} tasks, --jobs {options.jobs}")
     warn_unconfined(repo, run_id, console)
@@ -48,12 +56,21 @@ def run(plan: Path, options: RunOptions, console: Console) -> int:
     return finish(repo, run_id, execute_with_progress(repo, run_id, console), console)
 
 
-def execute_with_progress(repo: api.Repo, run_id: str, console: Console) -> str:
-    """Run a recorded run to its end, showing progress; SIGTERM/SIGHUP stop it like Ctrl-C."""
+def execute_with_progress(repo: api.Repo, run_id: str, console: Console, resume: bool = False,
+                          on_start: Callable[[], None] | None = None) -> str:
+    """Run (or continue) a recorded run to its end, showing progress; SIGTERM/SIGHUP stop it like Ctrl-C.
+    `on_start()` is called once the run has started: this process holds the run's lock and the run is
+    recorded running (a `plait cancel` from then on is never overwritten by the start)."""
     progress = progress_for(console, len(repo.store.tasks(run_id)))
+
+    def listener(kind: str, task: str | None, data: Mapping[str, Any]) -> None:
+        if kind == EventKind.RUN_STARTED and on_start is not None:
+            on_start()
+        progress(kind, task, data)
+
     try:
         with graceful_termination():
-            return api.execute(repo, run_id, progress)
+            return api.execute(repo, run_id, listener, resume=resume)
     finally:
         progress.close()
 
@@ -76,15 +93,36 @@ def warn_uncommitted(repo: api.Repo, run_id: str, console: Console) -> None:
                       f"this run: agents start from commit {base}. Commit them first to include them.")
 
 
-def resume(run_id: str, console: Console) -> int:
-    repo = api.open_repo()
-    progress = progress_for(console, len(repo.store.tasks(run_id)))
+def resume(run_id: str, console: Console, detach: bool = False) -> int:
+    repo = api.resumable(run_id)
+    if detach:
+        return started(run_id, runner.start_detached(repo, run_id, resume=True), console)
+    return finish(repo, run_id, execute_with_progress(repo, run_id, console, resume=True), console)
+
+
+def started(run_id: str, pid: int, console: Console) -> int:
+    """`--detach`: a runner process runs it (see plait.runner); one line says how to find it again."""
+    console.print(f"run {run_id} started in the background (pid {pid}); follow it: plait status {run_id}; "
+                  f"stop it: plait cancel {run_id}", markup=False, soft_wrap=True)
+    return 0
+
+
+def run_detached(run_id: str, resume: bool, ready_fd: int, console: Console) -> int:
+    """`plait _runner`: the runner's side of `runner.start_detached`. Its console is the run's runner.log,
+    errors included (written there, then the log is redacted, as the run's other logs are)."""
+    pipe = runner.StartPipe(ready_fd)
     try:
-        with graceful_termination():
-            repo, status = api.resume(run_id, progress)
+        repo = api.resumable(run_id) if resume else api.open_repo()
+        status = execute_with_progress(repo, run_id, console, resume, on_start=pipe.ready)
+        return finish(repo, run_id, status, console)
+    except PlaitError as exc:
+        pipe.refuse(exc.lines())
+        for line in exc.lines():
+            console.print(f"plait: error: {line}", markup=False, soft_wrap=True)
+        return 1
     finally:
-        progress.close()
-    return finish(repo, run_id, status, console)
+        pipe.close()
+        redact_file(runner.log_path(Path.cwd(), run_id))  # the runner runs in the repository's root
 
 
 def finish(repo: api.Repo, run_id: str, status: str, console: Console) -> int:

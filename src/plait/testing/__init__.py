@@ -10,6 +10,7 @@ from __future__ import annotations
 from plait.testing.bins import agent_bin, agent_cache_dir
 from plait.testing.fake import FakeAgent, Outcome, VirtualClock
 from plait.testing.scenario import (
+    Call,
     Edit,
     Fail,
     Hang,
@@ -19,6 +20,7 @@ from plait.testing.scenario import (
     Text,
     Write,
     author_scenario,
+    call,
     edit,
     fail,
     hang,
@@ -30,7 +32,7 @@ from plait.testing.scenario import (
 from plait.testing.server import ModelServer, RecordedRequest
 
 __all__ = [
-    "Edit", "Fail", "FakeAgent", "Hang", "ModelServer", "Outcome", "RecordedRequest", "Run", "Scenario", "Step",
-    "Text", "VirtualClock", "Write", "agent_bin", "agent_cache_dir", "author_scenario", "edit", "fail", "hang",
+    "Call", "Edit", "Fail", "FakeAgent", "Hang", "ModelServer", "Outcome", "RecordedRequest", "Run", "Scenario", "Step",
+    "Text", "VirtualClock", "Write", "agent_bin", "agent_cache_dir", "author_scenario", "call", "edit", "fail", "hang",
     "run", "scenario_from_script", "text", "write",
 ]

@@ -14,6 +14,7 @@ import json
 import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from plait.plan.model import ReviewAnswer, Script
 
@@ -42,6 +43,15 @@ class Text:
 
 
 @dataclass(frozen=True)
+class Call:
+    """Any tool the CLI offers, called by name with these arguments (e.g. an MCP server's
+    `mcp__plait__run` in Claude Code): the scripted model as an MCP client."""
+
+    tool: str
+    args: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Fail:
     status: int
     message: str | None = None  # the API's usual wording for `status` when None
@@ -53,9 +63,9 @@ class Hang:
     seconds: float
 
 
-Step = Write | Edit | Run | Text | Fail | Hang
+Step = Write | Edit | Run | Text | Call | Fail | Hang
 # Steps that make the model produce something (a tool call or text) and so consume a turn.
-Action = Write | Edit | Run | Text
+Action = Write | Edit | Run | Text | Call
 # Steps that only shape how a turn is answered.
 Obstacle = Fail | Hang
 
@@ -73,6 +83,10 @@ def edit(path: str, old: str, new: str) -> Edit:
 def run(command: str) -> Run:
     """Run a shell command through the CLI's shell tool."""
     return Run(command)
+
+
+def call(tool: str, **args: Any) -> Call:
+    return Call(tool, args)
 
 
 def text(message: str) -> Text:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from plait.testing.scenario import Action, Edit, Run, Text, Write
+from plait.testing.scenario import Action, Call, Edit, Run, Text, Write
 
 
 class Flavor(StrEnum):
@@ -103,6 +103,8 @@ def _aider_text(actions: Sequence[Action], flavor: Flavor, transcript: str) -> s
     for action in actions:
         if isinstance(action, Text):
             parts.append(action.message)
+        elif isinstance(action, Call):
+            parts.append(f"(no tool {action.tool} here)")
         elif isinstance(action, Run):
             parts.append(f"Run this yourself: `{action.command}`")  # aider runs no commands unattended
         elif isinstance(action, Write) and flavor is Flavor.AIDER_WHOLE:
@@ -162,7 +164,9 @@ def _absolute(action: Action, cwd: str) -> Action:
     return action
 
 
-def _tool_call(action: Write | Edit | Run, flavor: Flavor) -> list[ToolCall] | None:
+def _tool_call(action: Write | Edit | Run | Call, flavor: Flavor) -> list[ToolCall] | None:
+    if isinstance(action, Call):
+        return [ToolCall(action.tool, dict(action.args))]
     if flavor is Flavor.CLAUDE:
         if isinstance(action, Write):
             return [ToolCall("Write", {"file_path": action.path, "content": action.content})]
