@@ -205,3 +205,12 @@ def test_http_with_a_token_rejects_requests_without_it(repo: Path) -> None:
     finally:
         served.should_exit = True
         thread.join(timeout=DEADLINE)
+
+
+def test_plait_mcp_http_on_another_address_without_a_token_is_one_line(repo: Path) -> None:
+    from runfixtures import plait
+
+    done = plait(repo, "mcp", "--http", "--host", "0.0.0.0", "--port", str(free_port()))
+    assert done.returncode == 1 and done.stdout == ""
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("plait: error: serving MCP on 0.0.0.0 (not loopback) needs a token — pass --token")
