@@ -78,7 +78,8 @@ async def until_finished(client: Client, run_id: str) -> dict[str, Any]:
 
 async def test_every_tool_is_listed_with_a_typed_result(client: Client) -> None:
     tools = {t.name: t for t in (await client.list_tools()).tools}
-    assert sorted(tools) == ["cancel", "check", "list_runs", "plan", "report", "resume", "run", "spec", "status"]
+    assert sorted(tools) == ["cancel", "check", "land", "list_runs", "plan", "report", "resume", "run", "spec",
+                             "status"]
     assert all(t.output_schema for t in tools.values())
     assert "run_id" in tools["run"].output_schema["properties"]  # type: ignore[index]
 
@@ -100,6 +101,8 @@ async def test_run_returns_at_once_and_status_report_and_list_runs_follow_it(cli
     reported = await call(client, "report", run_id=run_id)
     assert reported["status"] == "completed" and "tasks 2/2 done" in reported["report"]
     assert reported["integration_report_path"].endswith("INTEGRATION-REPORT.md")
+    landed = await call(client, "land", run_id=run_id)
+    assert landed["kind"] == "fast-forward" and git(repo, "show", "HEAD:b.txt") == "b"
     runs = (await call(client, "list_runs"))["runs"]
     assert [(r["run_id"], r["status"], r["tasks"], r["done"]) for r in runs] == [(run_id, "completed", 2, 2)]
     text = (await client.read_resource(f"plait://runs/{run_id}/report")).contents[0]

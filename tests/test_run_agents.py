@@ -72,7 +72,7 @@ def test_clean_removes_workspaces_but_keeps_branches_and_evidence(tmp_path: Path
     assert (kept / "tree" / "b.txt").is_file(), "a failed attempt's workspace stays to be looked at"
     assert not kept.is_relative_to(repo), "workspaces live outside the checkout by default"
     removed = api.clean(cwd=repo)
-    assert removed and not kept.exists() and not kept.parent.parent.exists()
+    assert removed.workspaces and not kept.exists() and not kept.parent.parent.exists()
     assert git(repo, "rev-parse", f"plait/{run_id}/a") and git(repo, "rev-parse", f"plait/{run_id}/b")
     assert (repo / ".plait" / "runs" / run_id / "tasks" / "a" / "EVIDENCE.md").is_file()
 

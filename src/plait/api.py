@@ -4,28 +4,34 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from plait import report
+from plait import html_report, report
 from plait.agents.base import Agent, Profile, SandboxMode
 from plait.clock import Clock
 from plait.errors import PlaitError
-from plait.git import workspace
+from plait.git import land as git_land
+from plait.git import stack, workspace
 from plait.git.repo import Git
 from plait.plan.load import LoadedPlan, load_plan
 from plait.plan.model import Plan
 from plait.redact import redact_files
-from plait.run import liveness, merged
+from plait.run import liveness, merged, reuse
 from plait.run.engine import Engine, Listener, RunOptions
 from plait.run.preflight import preflight
 from plait.run.prompts import check_at_start, read_documents
 from plait.run.task import RunContext, RunPaths, verify_environment
 from plait.state import EventKind, Store, TaskState, db_path
+
+if TYPE_CHECKING:
+    from plait.workflow.plan import WrittenPlan
+    from plait.workflow.spec import WrittenSpec
 
 TaskEnv = Callable[[str], dict[str, str]]
 
@@ -69,7 +75,7 @@ def _agent_env(profile: Profile, task_id: str) -> dict[str, str]:
     return env_for(profile, os.environ)
 
 
-def _plan_profiles(repo: Repo, plan: Plan, loaded: LoadedPlan | None = None) -> dict[str, Profile]:
+def plan_profiles(repo: Repo, plan: Plan, loaded: LoadedPlan | None = None) -> dict[str, Profile]:
     """The repository's profiles, after checking that every task's profile exists."""
     profiles = _profiles(repo.root)
     for i, task in enumerate(plan.tasks):
@@ -99,7 +105,7 @@ def sandbox_warning(repo: Repo, plan: Plan) -> str | None:
     found = support()
     if found.landlock_abi is not None:
         return None
-    profiles = _plan_profiles(repo, plan)
+    profiles = plan_profiles(repo, plan)
     used = {profiles[plan.agent_for(t, profiles)] for t in plan.tasks}
     strict = sorted(p.name for p in used if p.sandbox is SandboxMode.LANDLOCK)
     if strict:
@@ -127,7 +133,7 @@ def _context(repo: Repo, plan: Plan, run_id: str, base_sha: str, plan_path: str,
              task_env: TaskEnv | None = None, rehearsal: bool = False) -> RunContext:
     from plait.sandbox import support
 
-    profiles = _plan_profiles(repo, plan)
+    profiles = plan_profiles(repo, plan)
     return RunContext(plan=plan, git=repo.git, paths=run_paths(repo, run_id), base_sha=base_sha,
                       profiles=profiles, make_agent=_make_agent,
                       agent_env=_agent_env if task_env is None else
@@ -158,17 +164,25 @@ def start(plan_path: Path, options: RunOptions, cwd: Path | None = None) -> tupl
     plan = loaded.plan
     _one_repository(loaded, repo.root)
     base_sha = repo.git.resolve_commit(plan.base or "HEAD")
-    profiles = _plan_profiles(repo, plan, loaded)  # fail before anything is recorded
+    profiles = plan_profiles(repo, plan, loaded)  # fail before anything is recorded
     sandbox_warning(repo, plan)
     preflight(plan, repo.root)
     check_at_start(loaded, repo.git, base_sha, repo.root, profiles)  # spec, constitution, roles, reviewers
     _ensure_plait_dir(repo.root)
+    docs = read_documents(plan, repo.git, base_sha, repo.root)
     run_id = repo.store.create_run(
         {"plan_path": str(loaded.path), "plan_name": plan.name, "plan_json": plan.model_dump_json(),
          "repo_root": str(repo.root), "base_sha": base_sha, "jobs": options.jobs,
          "options_json": json.dumps(options.__dict__)},
-        [(t.id, t.title) for t in plan.tasks])
+        [(t.id, t.title) for t in plan.tasks], reuse.input_keys(plan, profiles, base_sha, docs, options.rehearse))
+    if not options.fresh:  # earlier runs' verified work whose inputs are unchanged is done already
+        reuse.reuse_verified(repo.git, repo.store, run_paths(repo, run_id), plan)
     return repo, run_id
+
+
+def reused(repo: Repo, run_id: str) -> dict[str, str]:
+    """The run's tasks done with an earlier run's verified work: task -> that run."""
+    return {t["task_id"]: t["reused_from"] for t in repo.store.tasks(run_id) if t["reused_from"]}
 
 
 def execute(repo: Repo, run_id: str, listener: Listener | None = None, resume: bool = False,
@@ -182,6 +196,7 @@ def execute(repo: Repo, run_id: str, listener: Listener | None = None, resume: b
     options = RunOptions(**json.loads(row["options_json"]))
     with ExitStack() as stack:
         _hold(repo, run_id, stack)  # for this process's whole life with the run: liveness is this lock
+        stack.enter_context(_decisions_log(run_paths(repo, run_id).run_dir / "plait.log"))
         if options.rehearse:
             from plait.run.rehearse import rehearsal
 
@@ -193,7 +208,7 @@ def execute(repo: Repo, run_id: str, listener: Listener | None = None, resume: b
         engine = Engine(ctx, repo.store, options, listener, clock)
         if resume:
             _clean_stale(repo, run_id)
-            engine.restore()
+        engine.restore()  # a resumed run's verified tasks, and the tasks a new run reused, are done
         try:
             status = engine.execute()
         except KeyboardInterrupt:
@@ -204,6 +219,25 @@ def execute(repo: Repo, run_id: str, listener: Listener | None = None, resume: b
     if status == "completed":  # all work is in its branches: the agents' homes and workspaces can go
         workspace.remove_all(engine.ctx.paths.workspaces)
     return status
+
+
+@contextmanager
+def _decisions_log(path: Path) -> Iterator[None]:
+    """plait's own decisions while it runs the run (stopping a process INT -> TERM -> KILL, timeouts, stalls,
+    back-off...) in the run's `plait.log`; warnings also reach the console through the root logger."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("plait")
+    before = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(before)
+        handler.close()
 
 
 def _hold(repo: Repo, run_id: str, stack: ExitStack) -> None:
@@ -272,6 +306,9 @@ def status(run_id: str | None = None, cwd: Path | None = None) -> dict[str, Any]
              "integration" if row["status"] == "running" else row["status"])
     metrics = report.compute(row, tasks, repo.store.attempts(rid), events)
     live = is_live(repo, rid)
+    if not live:  # nothing runs them any more: a killed or interrupted run's tasks wait for `plait resume`
+        tasks = [{**t, "state": "interrupted"} if t["state"] in (TaskState.RUNNING, TaskState.RETRYING) else t
+                 for t in tasks]
     status_word = row["status"] if live or row["status"] not in ("running", "cancelling") else "interrupted"
     last = events[-1] if events else None
     return {
@@ -286,7 +323,7 @@ def status(run_id: str | None = None, cwd: Path | None = None) -> dict[str, Any]
                             for t in tasks if t["state"] == TaskState.DONE],
         "failed_tasks": [{"id": t["task_id"], "name": t["title"], "error": t["error"]}
                          for t in tasks if t["state"] == TaskState.FAILED],
-        "counts": {str(s): sum(1 for t in tasks if t["state"] == s) for s in TaskState},
+        "counts": {s: sum(1 for t in tasks if t["state"] == s) for s in [*map(str, TaskState), "interrupted"]},
         "output": f"{last['kind']} {last['task_id'] or ''}".strip() if last else "",
         "tasks": [{
             "id": t["task_id"], "title": t["title"], "state": t["state"], "level": level.get(t["task_id"]),
@@ -300,11 +337,23 @@ def status(run_id: str | None = None, cwd: Path | None = None) -> dict[str, Any]
             "workspace": t["worktree"],
             "error": t["error"], "cost_usd": t["cost_usd"], "gate": t["task_id"] in gates,
             "review": json.loads(t["review_json"]) if t.get("review_json") else None,
+            "reused_from": t["reused_from"],
         } for t in tasks],
         "metrics": report.asdict(metrics),
         "evidence": str(run_paths(repo, rid).run_dir),
         "merged_context": merged.status_entry(run_paths(repo, rid).run_dir),
     }
+
+
+def run_id_or_latest(run_id: str | None, cwd: Path | None = None) -> str:
+    """`run_id` when it names a run of this repository, else the latest run's id (one-line error: none)."""
+    return str(_run_row(open_repo(cwd), run_id)["id"])
+
+
+def cancel_run(run_id: str | None, cwd: Path | None = None) -> tuple[str, str]:
+    """`cancel` of the given run, or the latest: (its id, what happened)."""
+    rid = run_id_or_latest(run_id, cwd)
+    return rid, cancel(rid, cwd)
 
 
 def cancel(run_id: str, cwd: Path | None = None) -> str:
@@ -320,18 +369,45 @@ def cancel(run_id: str, cwd: Path | None = None) -> str:
     return "cancelling: running tasks are being stopped"
 
 
-def clean(cwd: Path | None = None, run_id: str | None = None) -> list[str]:
-    """Remove finished runs' workspaces (branches and evidence stay)."""
+@dataclass(frozen=True)
+class Cleaned:
+    """What `clean` removed, and what it left alone and why (`kept`: one phrase each)."""
+
+    workspaces: list[str]
+    branches: list[str]
+    kept: list[str]
+
+
+def clean(cwd: Path | None = None, run_id: str | None = None, branches: bool = False) -> Cleaned:
+    """Remove finished runs' workspaces (evidence stays) and, with `branches`, their `plait/<run>/*`
+    branches (each deleted only if it still points where it was read). A live run is never touched,
+    nor a branch you have checked out."""
     repo = open_repo(cwd)
+    rows = [_run_row(repo, run_id)] if run_id else repo.store.runs()
+    current = repo.git.head_branch()
     removed: list[str] = []
-    for row in repo.store.runs():
-        if (run_id and row["id"] != run_id) or is_live(repo, row["id"]):
+    deleted: list[str] = []
+    kept: list[str] = []
+    for row in rows:
+        rid = row["id"]
+        if is_live(repo, rid):
+            if run_id:
+                raise PlaitError(f"run {rid} is still running", f"wait for it, or stop it with `plait cancel {rid}`")
+            kept.append(f"run {rid} (still running)")
             continue
-        folders = {run_paths(repo, row["id"]).workspaces}
-        folders |= {Path(t["worktree"]).parent for t in repo.store.tasks(row["id"]) if t["worktree"]}
+        folders = {run_paths(repo, rid).workspaces}
+        folders |= {Path(t["worktree"]).parent for t in repo.store.tasks(rid) if t["worktree"]}
         for folder in sorted(folders):
             removed += [str(p) for p in workspace.remove_all(folder)]
-    return removed
+        refs = repo.git.list_refs(f"refs/heads/plait/{rid}/") if branches else {}
+        for ref, sha in refs.items():
+            name = ref.removeprefix("refs/heads/")
+            if name == current:
+                kept.append(f"{name} (checked out)")
+                continue
+            repo.git.delete_ref(ref, sha)
+            deleted.append(name)
+    return Cleaned(removed, deleted, kept)
 
 
 def final_metrics(repo: Repo, run_id: str) -> report.Metrics:
@@ -339,3 +415,128 @@ def final_metrics(repo: Repo, run_id: str) -> report.Metrics:
     m = report.compute(row, repo.store.tasks(run_id), repo.store.attempts(run_id), repo.store.events(run_id))
     report.write(run_paths(repo, run_id).run_dir, m)
     return m
+
+
+def run_record(repo: Repo, run_id: str | None = None) -> html_report.RunRecord:
+    """Everything the state database holds about a run (the latest by default), read once: what the HTML
+    report and the dashboard draw."""
+    rid = _run_row(repo, run_id)["id"]
+    return html_report.RunRecord(run=_run_row(repo, rid), tasks=repo.store.tasks(rid),
+                                 attempts=repo.store.attempts(rid), events=repo.store.events(rid),
+                                 live=is_live(repo, rid))
+
+
+def write_html_report(repo: Repo, run_id: str | None = None) -> Path:
+    """Write the run's report.html beside its REPORT.md; returns its path."""
+    record = run_record(repo, run_id)
+    path = run_paths(repo, record.run["id"]).run_dir / "report.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(html_report.page(record))
+    return path
+
+
+@dataclass(frozen=True)
+class Landing:
+    """What `land` did: `landed` on your branch, or (`stack`) the run's stacked branches, `{branch: sha}`;
+    `existed` when the run had delivered them itself."""
+
+    run_id: str
+    landed: git_land.Landed | None = None
+    stacked: dict[str, str] = dataclasses.field(default_factory=dict)
+    existed: bool = False
+
+
+def land(run_id: str | None = None, how: str = "merge", cwd: Path | None = None) -> Landing:
+    """Bring a completed run's integration result onto the checked-out branch (`how`: "merge" — a
+    fast-forward when possible — or "squash"), or with "stack" create the run's stacked branches and
+    leave your branch alone. The one verb that moves a branch of yours, and only when called."""
+    repo = open_repo(cwd)
+    row = _run_row(repo, run_id)
+    rid = row["id"]
+    if row["status"] != "completed":
+        raise PlaitError(f"run {rid} did not complete (status {row['status']}): it has no verified result to land",
+                         f"continue it with `plait resume {rid}`, or land a completed run")
+    source = f"plait/{rid}/integration"
+    if not repo.git.branch_exists(source):
+        raise PlaitError(f"run {rid}'s integration branch {source} is missing",
+                         "it was deleted (`plait clean --branches`?): run the plan again")
+    if how == "stack":
+        return _stack_run(repo, row)
+    tasks = "".join(f"- {t['task_id']}: {t['title']}\n" for t in repo.store.tasks(rid))
+    name = row["plan_name"] or "plan"
+    message = (f"{name} (plait run {rid})\n\n{tasks}" if how == "squash" else
+               f"Merge {source}: {name}\n\nplait run {rid}:\n{tasks}")
+    return Landing(rid, git_land.land(repo.git, source, how == "squash", message))
+
+
+def _stack_run(repo: Repo, row: dict[str, Any]) -> Landing:
+    """The run's `plait/<run>/stack/<task>` branches, made as `--deliver stack` makes them if it has none."""
+    rid = row["id"]
+    prefix = f"refs/heads/plait/{rid}/stack/"
+    existing = repo.git.list_refs(prefix)
+    if existing:
+        return Landing(rid, stacked={r.removeprefix("refs/heads/"): s for r, s in existing.items()}, existed=True)
+    plan = Plan.model_validate_json(row["plan_json"])
+    commits = {t["task_id"]: t["commit_sha"] for t in repo.store.tasks(rid)}
+    started = [e for e in repo.store.events(rid) if e["kind"] == EventKind.INTEGRATION_STARTED]
+    order = started[-1]["data"]["order"]
+    entries = [(t, commits[t], list(plan.task(t).needs)) for t in order]
+    return Landing(rid, stacked=stack.restack(repo.git, row["base_sha"], entries, prefix))
+
+
+def runs(cwd: Path | None = None) -> list[dict[str, Any]]:
+    """Every run of the repository, oldest first: what `plait runs`, the MCP server and the dashboard list."""
+    repo = open_repo(cwd)
+    out = []
+    for row in repo.store.runs():
+        tasks = repo.store.tasks(row["id"])
+        live = is_live(repo, row["id"])
+        word = row["status"] if live or row["status"] not in ("running", "cancelling") else "interrupted"
+        m = report.compute(row, tasks, repo.store.attempts(row["id"]), repo.store.events(row["id"]))
+        out.append({"run_id": row["id"], "plan": row["plan_path"], "status": word,
+                    "created_at": row.get("created_at"), "finished_at": row.get("finished_at"),
+                    "tasks": len(tasks), "done": sum(1 for t in tasks if t["state"] == TaskState.DONE),
+                    "speedup": m.speedup, "rehearsal": m.rehearsal})
+    return out
+
+
+# -- the verbs the CLI, the MCP server and the dashboard share (what one shows, the others show) ------------
+def task_count(repo: Repo, run_id: str, to_run: bool = False) -> int:
+    """The run's tasks (`to_run`: only those not done yet, e.g. after reuse or on resume)."""
+    return sum(1 for t in repo.store.tasks(run_id) if not to_run or t["state"] != TaskState.DONE)
+
+
+def uncommitted(repo: Repo, run_id: str) -> tuple[int, str]:
+    """(changes in the user's working tree that are not part of the run — untracked files aside, the commit
+    its agents start from)."""
+    entries = [e for e in repo.git.status_porcelain().split("\0") if e and not e.startswith("??")]
+    return len(entries), str(_run_row(repo, run_id)["base_sha"])
+
+
+def live_metrics(repo: Repo, run_id: str) -> report.Metrics:
+    """The run's figures so far (nothing written: the process running it writes the report at its end)."""
+    row = _run_row(repo, run_id)
+    return report.compute(row, repo.store.tasks(run_id), repo.store.attempts(run_id), repo.store.events(run_id))
+
+
+def events_since(repo: Repo, run_id: str, after: int = 0) -> list[dict[str, Any]]:
+    """The run's events after sequence number `after` (0: all), oldest first."""
+    return repo.store.events(run_id, after)
+
+
+def write_spec(request: str, *, agent: str | None = None, force: bool = False, cwd: Path | None = None,
+               **hooks: Any) -> WrittenSpec:
+    """`plait spec`: the spec writer writes specs/<id>-<slug>/spec.md (plait.workflow.spec.write_spec)."""
+    from plait.workflow.spec import write_spec as write
+
+    repo = open_repo(cwd)
+    return write(repo.git, repo.root, request, agent=agent, force=force, **hooks)
+
+
+def write_plan(spec: Path, *, agent: str | None = None, rounds: int = 3, force: bool = False,
+               cwd: Path | None = None, **hooks: Any) -> WrittenPlan:
+    """`plait plan`: the planner writes plan.yaml beside `spec`, repaired until it validates."""
+    from plait.workflow.plan import write_plan as write
+
+    repo = open_repo(cwd)
+    return write(repo.git, repo.root, spec, agent=agent, rounds=rounds, force=force, **hooks)

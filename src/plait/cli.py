@@ -25,15 +25,35 @@ _DETACH = ("Run in a background process that outlives this terminal (its output:
            "return once it has started.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True)
 @click.version_option(__version__, prog_name="plait")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Run a team of AI coding agents in parallel, each in its own sandboxed git workspace.
 
     Write or generate a plan, check how well it parallelizes, run it: every task gets its own
     workspace and branch, is verified and leaves evidence; the branches are then integrated, the
     full test suite runs, and plait reports the measured speed-up.
     """
+    if ctx.invoked_subcommand is None:  # bare `plait`: the help, not an error
+        click.echo(ctx.get_help())
+
+
+@cli.command("help")
+@click.argument("command", required=False)
+@click.pass_context
+def help_cmd(ctx: click.Context, command: str | None) -> None:
+    """Show the help of plait or of one COMMAND."""
+    group = ctx.parent.command if ctx.parent else cli
+    assert isinstance(group, click.Group)
+    if command is None:
+        click.echo(group.get_help(ctx.parent or ctx))
+        return
+    found = group.get_command(ctx, command)
+    if found is None:
+        raise PlaitError(f"no command {command!r}", "see `plait help` for the commands")
+    with click.Context(found, info_name=command, parent=ctx.parent) as sub:
+        click.echo(found.get_help(sub))
 
 
 @cli.command()
@@ -86,14 +106,16 @@ def import_cmd(source: Path, output: Path | None, force: bool, relax_phases: boo
 @click.option("--agent", "agent", metavar="PROFILE",
               help="Agent profile for the tasks that name none (instead of the plan's `defaults.agent`).")
 @click.option("--detach", is_flag=True, help=_DETACH)
+@click.option("--fresh", is_flag=True, help="Run every task again, even those an earlier run verified with the "
+              "same inputs (by default their verified work is reused).")
 def run_cmd(plan: Path, jobs: int, deliver: str, max_cost: float | None, rehearse: bool,
-            rehearse_latency: float, relax_phases: bool, agent: str | None, detach: bool) -> None:
+            rehearse_latency: float, relax_phases: bool, agent: str | None, detach: bool, fresh: bool) -> None:
     """Run PLAN: every task in its own sandboxed workspace, in parallel, verified, then integrated."""
     from plait.commands.run import run
     from plait.run.engine import RunOptions
 
     options = RunOptions(jobs=jobs, deliver=deliver, max_cost=max_cost, rehearse=rehearse,
-                         rehearse_latency=rehearse_latency, relax_phases=relax_phases, agent=agent)
+                         rehearse_latency=rehearse_latency, relax_phases=relax_phases, agent=agent, fresh=fresh)
     sys.exit(run(plan, options, _console(), detach))
 
 
@@ -159,10 +181,10 @@ def go(request: str | None, from_file: Path | None, agent: str | None, rounds: i
 
 
 @cli.command()
-@click.argument("run_id")
+@click.argument("run_id", required=False)
 @click.option("--detach", is_flag=True, help=_DETACH)
-def resume(run_id: str, detach: bool) -> None:
-    """Continue a failed, cancelled or killed run; verified tasks are never run again."""
+def resume(run_id: str | None, detach: bool) -> None:
+    """Continue a failed, cancelled or killed run (the latest by default); verified tasks never run again."""
     from plait.commands.run import resume as run_resume
 
     sys.exit(run_resume(run_id, _console(), detach))
@@ -182,30 +204,76 @@ def runner_cmd(run_id: str, resume: bool, ready_fd: int) -> None:
 @cli.command()
 @click.argument("run_id", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/status.md).")
-def status(run_id: str | None, as_json: bool) -> None:
+@click.option("--watch", "-w", is_flag=True, help="Keep the table up to date until the run ends (on a terminal).")
+def status(run_id: str | None, as_json: bool, watch: bool) -> None:
     """Show a run's state (the latest run by default); works while it runs."""
     from plait.commands.run import status as show
+    from plait.commands.run import watch as follow
 
+    if watch and not as_json:
+        sys.exit(follow(run_id, _console()))
     show(run_id, as_json, _console())
 
 
 @cli.command()
-@click.argument("run_id")
-def cancel(run_id: str) -> None:
-    """Stop a live run cleanly: running agents are stopped, nothing new starts."""
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def runs(as_json: bool) -> None:
+    """List this repository's runs: id, plan, status, started, tasks done, speed-up."""
+    from plait.commands.run import list_runs
+
+    list_runs(as_json, _console())
+
+
+@cli.command()
+@click.argument("run_id", required=False)
+@click.argument("task_id", required=False)
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new output until the task's attempt ends.")
+def logs(run_id: str | None, task_id: str | None, follow: bool) -> None:
+    """Show a task's agent output as readable text (the latest run; every task's, or TASK's)."""
+    from plait.commands.logs import show_logs
+
+    sys.exit(show_logs(run_id, task_id, follow, _console()))
+
+
+@cli.command()
+@click.argument("run_id", required=False)
+def cancel(run_id: str | None) -> None:
+    """Stop a live run cleanly (the latest by default): running agents are stopped, nothing new starts."""
     from plait import api
 
-    click.echo(f"{run_id}: {api.cancel(run_id)}")
+    rid, said = api.cancel_run(run_id)
+    click.echo(f"run {rid}: {said}")
+
+
+@cli.command()
+@click.argument("run_id", required=False)
+@click.option("--squash", is_flag=True, help="One squashed commit on your branch instead of the run's history.")
+@click.option("--stack", is_flag=True,
+              help="Create the run's stacked branches plait/RUN/stack/* for review; your branch is not touched.")
+def land(run_id: str | None, squash: bool, stack: bool) -> None:
+    """Bring a completed run's result (plait/RUN/integration; the latest run by default) onto your current
+    branch: a fast-forward when possible, else a merge commit.
+
+    The one plait command that moves a branch of yours, and only when you run it. It refuses, changing
+    nothing, when the run did not complete, HEAD is detached, a merge or rebase is in progress, or your
+    checkout has local changes in files the result changes; local changes elsewhere are kept as they are.
+    See docs/land.md."""
+    from plait.commands.land import land as run_land
+
+    if squash and stack:
+        raise click.UsageError("--squash and --stack cannot be combined")
+    run_land(run_id, "squash" if squash else "stack" if stack else "merge")
 
 
 @cli.command()
 @click.option("--run", "run_id", help="Only this run.")
-def clean(run_id: str | None) -> None:
-    """Remove finished runs' workspaces (their branches, evidence and reports stay)."""
+@click.option("--branches", is_flag=True, help="Also delete the runs' plait/RUN/* branches (never a live run's).")
+def clean(run_id: str | None, branches: bool) -> None:
+    """Remove finished runs' workspaces (evidence and reports stay; branches too, unless --branches)."""
     from plait import api
+    from plait.commands.land import report_clean
 
-    removed = api.clean(run_id=run_id)
-    click.echo(f"removed {len(removed)} workspace(s)")
+    report_clean(api.clean(run_id=run_id, branches=branches), branches)
 
 
 @cli.command()
@@ -216,6 +284,38 @@ def demo(jobs: int, directory: Path | None) -> None:
     from plait.commands.demo import demo as run_demo
 
     sys.exit(run_demo(jobs, directory, _console()))
+
+
+@cli.command("report")
+@click.argument("run_id", required=False)
+@click.option("--open", "open_it", is_flag=True, help="Open the report in your web browser.")
+def report_cmd(run_id: str | None, open_it: bool) -> None:
+    """Write a run's HTML report (the latest run by default): task graph, timeline, figures, analysis.
+
+    One self-contained file, .plait/runs/RUN/report.html (see docs/report.md)."""
+    import webbrowser
+
+    from plait import api
+
+    path = api.write_html_report(api.open_repo(), run_id)
+    click.echo(str(path))
+    if open_it:
+        webbrowser.open(path.as_uri())
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="The address to bind; anything but loopback needs a token.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8766, show_default=True)
+@click.option("--token", envvar="PLAIT_SERVE_TOKEN",
+              help="A token every request must carry (or PLAIT_SERVE_TOKEN); open the dashboard with ?token=TOKEN.")
+def serve(host: str, port: int, token: str | None) -> None:
+    """Serve a live dashboard of this repository's runs (http://127.0.0.1:8766/ by default).
+
+    Follow a run's tasks, timeline and agents' logs as it runs; cancel or resume it (see docs/report.md)."""
+    from plait import dashboard
+
+    dashboard.serve(None, host, port, token)
 
 
 @cli.command()
@@ -238,7 +338,9 @@ def mcp(http: bool, host: str, port: int, token: str | None, repo: Path | None) 
 
 
 def _console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    """On a terminal, its width; elsewhere (CI, logs, pipes) lines are never wrapped: paths and ids stay whole."""
+    terminal = Console().is_terminal
+    return Console(highlight=False, soft_wrap=not terminal, width=None if terminal else 100_000)
 
 
 def _bug_log(exc: BaseException) -> Path:
@@ -251,7 +353,11 @@ def _bug_log(exc: BaseException) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors -> one line, exit 1; bugs -> log file, exit 3; Ctrl-C -> 130."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.addLevelName(logging.WARNING, "warning")
+    logging.addLevelName(logging.ERROR, "error")
+    logging.basicConfig(level=logging.WARNING, format="plait: %(levelname)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # the console: warnings; plait.log gets the rest
+        handler.setLevel(logging.WARNING)
     try:
         cli.main(args=argv, prog_name="plait", standalone_mode=False)
     except PlaitError as exc:

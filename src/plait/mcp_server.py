@@ -74,6 +74,7 @@ class RunSummary(BaseModel):
     finished_at: float | None
     tasks: int
     done: int
+    speedup: float | None = Field(description="Sum of task time / wall clock, once something finished.")
 
 
 class RunList(BaseModel):
@@ -83,6 +84,16 @@ class RunList(BaseModel):
 class Cancelled(BaseModel):
     run_id: str
     message: str
+
+
+class Landed(BaseModel):
+    run_id: str
+    message: str = Field(description="What was done, in one line (as `plait land` says it).")
+    branch: str | None = Field(description="Your branch it landed on (None with how=stack).")
+    kind: str | None = Field(description="fast-forward, merge commit, squashed commit (None with how=stack).")
+    old: str | None
+    new: str | None
+    stacked: dict[str, str] = Field(description="how=stack: the stacked branches, {branch: commit}.")
 
 
 class RunReport(BaseModel):
@@ -128,13 +139,11 @@ def server(root: Path | None = None, make_agent: MakeAgent | None = None) -> MCP
     async def spec(request: str, ctx: Context, agent: str | None = None) -> SpecWritten:
         """Write specs/<id>-<slug>/spec.md from a feature request, by the spec-writer agent (takes minutes;
         progress is reported as it goes)."""
-        from plait.workflow.spec import write_spec
-
         notify = _progress(ctx)
         try:
-            r = repo()
+            root = repo().root
             done = await anyio.to_thread.run_sync(
-                lambda: write_spec(r.git, r.root, request, agent=agent, notify=notify, make_agent=make_agent))
+                lambda: api.write_spec(request, agent=agent, cwd=root, notify=notify, make_agent=make_agent))
         except PlaitError as exc:
             raise _fail(exc) from None
         return SpecWritten(path=done.rel, rounds=done.rounds, evidence=str(done.evidence))
@@ -143,25 +152,25 @@ def server(root: Path | None = None, make_agent: MakeAgent | None = None) -> MCP
     async def plan(spec: str, ctx: Context, agent: str | None = None, rounds: int = 3) -> PlanWritten:
         """Write plan.yaml beside a spec, by the planner agent, repaired until it validates (at most `rounds`
         planner runs); returns its `plait check` analysis too."""
-        from plait.workflow.plan import write_plan
-
         notify = _progress(ctx)
         try:
-            r = repo()
+            root = repo().root
             done = await anyio.to_thread.run_sync(
-                lambda: write_plan(r.git, r.root, in_repo(spec), agent=agent, rounds=rounds, notify=notify,
-                                   make_agent=make_agent))
+                lambda: api.write_plan(in_repo(spec), agent=agent, rounds=rounds, cwd=root, notify=notify,
+                                       make_agent=make_agent))
         except PlaitError as exc:
             raise _fail(exc) from None
-        return PlanWritten(path=str(done.path.relative_to(r.root)), check_path=str(done.check_json.relative_to(r.root)),
+        return PlanWritten(path=str(done.path.relative_to(root)), check_path=str(done.check_json.relative_to(root)),
                            rounds=done.rounds, check=json.loads(done.check_json.read_text()))
 
     @mcp.tool()
     def run(plan: str, jobs: int = 4, deliver: str = "branch", max_cost: float | None = None,
-            agent: str | None = None, rehearse: bool = False, relax_phases: bool = False) -> RunStarted:
+            agent: str | None = None, rehearse: bool = False, relax_phases: bool = False,
+            fresh: bool = False) -> RunStarted:
         """Start running a plan in the background: validates it, records the run, starts a runner process and
         returns {run_id, status: "started"} at once. Poll `status` with the run_id until it is not "running".
-        `rehearse`: the real agent CLIs talk to plait's scripted model server (no tokens spent)."""
+        `rehearse`: the real agent CLIs talk to plait's scripted model server (no tokens spent). A task verified
+        in an earlier run with the same inputs is reused (`fresh`: run every task again)."""
         from plait.runner import start_detached
 
         if deliver not in ("branch", "stack"):
@@ -169,7 +178,7 @@ def server(root: Path | None = None, make_agent: MakeAgent | None = None) -> MCP
         try:
             r, run_id = api.start(in_repo(plan), RunOptions(jobs=jobs, deliver=deliver, max_cost=max_cost,
                                                             rehearse=rehearse, relax_phases=relax_phases,
-                                                            agent=agent), cwd=repo().root)
+                                                            agent=agent, fresh=fresh), cwd=repo().root)
             pid = start_detached(r, run_id)
         except PlaitError as exc:
             raise _fail(exc) from None
@@ -188,16 +197,7 @@ def server(root: Path | None = None, make_agent: MakeAgent | None = None) -> MCP
     @mcp.tool()
     def list_runs() -> RunList:
         """Every run of this repository, oldest first."""
-        r = repo()
-        out = []
-        for row in r.store.runs():
-            tasks = r.store.tasks(row["id"])
-            live = api.is_live(r, row["id"])
-            word = row["status"] if live or row["status"] not in ("running", "cancelling") else "interrupted"
-            out.append(RunSummary(run_id=row["id"], plan=row["plan_path"], status=word,
-                                  created_at=row.get("created_at"), finished_at=row.get("finished_at"),
-                                  tasks=len(tasks), done=sum(1 for t in tasks if t["state"] == "done")))
-        return RunList(runs=out)
+        return RunList(runs=[RunSummary(**{k: r[k] for k in RunSummary.model_fields}) for r in api.runs(repo().root)])
 
     @mcp.tool()
     def resume(run_id: str) -> RunStarted:
@@ -219,6 +219,25 @@ def server(root: Path | None = None, make_agent: MakeAgent | None = None) -> MCP
             return Cancelled(run_id=run_id, message=api.cancel(run_id, cwd=repo().root))
         except PlaitError as exc:
             raise _fail(exc) from None
+
+    @mcp.tool()
+    def land(run_id: str | None = None, how: str = "merge") -> Landed:
+        """Bring a completed run's result onto the checked-out branch (the latest run by default): how="merge"
+        (a fast-forward when possible, else a merge commit), "squash" (one commit), or "stack" (create the
+        run's stacked branches for review; your branch is not touched). Refused, with nothing changed, when
+        your checkout has uncommitted changes in the files the result touches."""
+        if how not in ("merge", "squash", "stack"):
+            raise ToolError(f"how: {how!r} is not a way to land — use merge, squash or stack")
+        try:
+            done = api.land(run_id, how, cwd=repo().root)
+        except PlaitError as exc:
+            raise _fail(exc) from None
+        if done.landed is None:
+            return Landed(run_id=done.run_id, message=f"stacked branches: {', '.join(done.stacked) or 'none'}",
+                          branch=None, kind=None, old=None, new=None, stacked=done.stacked)
+        x = done.landed
+        return Landed(run_id=done.run_id, message=x.describe(done.run_id), branch=x.branch, kind=x.kind, old=x.old,
+                      new=x.new, stacked={})
 
     @mcp.tool(name="report")
     def report_tool(run_id: str | None = None) -> RunReport:
@@ -260,7 +279,7 @@ def _report(repo: api.Repo, run_id: str | None) -> RunReport:
     rid = doc["run_id"]
     folder = api.run_paths(repo, rid).run_dir
     m = api.final_metrics(repo, rid) if doc["status"] != "running" else None
-    text = (folder / "REPORT.md").read_text() if m is not None else report.markdown(_live_metrics(repo, rid))
+    text = (folder / "REPORT.md").read_text() if m is not None else report.markdown(api.live_metrics(repo, rid))
 
     def maybe(name: str) -> str | None:
         return str(folder / name) if (folder / name).is_file() else None
@@ -268,12 +287,6 @@ def _report(repo: api.Repo, run_id: str | None) -> RunReport:
     return RunReport(run_id=rid, status=doc["status"], report=text, report_path=str(folder / "REPORT.md"),
                      integration_report_path=maybe("INTEGRATION-REPORT.md"),
                      merged_context_path=maybe("merged-context.json"), html_path=maybe("report.html"))
-
-
-def _live_metrics(repo: api.Repo, run_id: str) -> report.Metrics:
-    """The figures so far of a run still going (nothing is written: the runner writes the report at its end)."""
-    row = repo.store.run(run_id) or {}
-    return report.compute(row, repo.store.tasks(run_id), repo.store.attempts(run_id), repo.store.events(run_id))
 
 
 def _progress(ctx: Context) -> Callable[[str], None]:

@@ -48,6 +48,16 @@ SAFE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "LC_
             "TMPDIR", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE")
 BUILTIN_ADAPTERS = tuple(ADAPTER_ENV)
 
+
+def auth_hint(profile: Profile) -> str:
+    """What to do when a profile's agent has no working credentials: the variables plait passes it."""
+    keys = [v for v in ADAPTER_ENV.get(profile.adapter, ()) if v.endswith(("_API_KEY", "_AUTH_TOKEN"))]
+    if not keys:
+        return f"check the credentials of profile {profile.name!r} (docs/agents.md)"
+    wanted = " or ".join(keys[:3])
+    return (f"set {wanted} in the environment plait runs in: profile {profile.name!r} passes it to the agent "
+            "(agents have a home of their own, so a CLI's interactive login is not seen)")
+
 _KEYS = {"adapter", "model", "args", "permission", "env", "concurrency", "timeout", "max_turns", "max_cost",
          "command", "binary", "sandbox", "stall"}
 

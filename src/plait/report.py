@@ -56,6 +56,9 @@ class Metrics:
     # one line each; their cost is in cost_usd too.
     integration_agents: list[str] = field(default_factory=list)
     why: str = ""  # why the run did not complete, as its end said
+    # task -> the earlier run whose verified work this run took (plait.run.reuse): done, but none of its time or
+    # cost is this run's, so it counts in neither the sum of task times nor the speed-up
+    reused: dict[str, str] = field(default_factory=dict)
 
 
 def compute(run: dict[str, Any], tasks: list[dict[str, Any]], attempts: list[dict[str, Any]],
@@ -74,7 +77,8 @@ def compute(run: dict[str, Any], tasks: list[dict[str, Any]], attempts: list[dic
     jobs = int(run["jobs"] or 1)
     lb = max(cp, work / jobs)
     done = sum(1 for t in tasks if t["state"] == TaskState.DONE)
-    measured = done > 0 and wall > 0
+    reused = {t["task_id"]: t["reused_from"] for t in tasks if t.get("reused_from")}
+    measured = done > len(reused) and wall > 0
     costs = [t["cost_usd"] for t in tasks if t["cost_usd"] is not None]
     at_integration = integration_lines(events)
     costs += [c for c, _ in at_integration if c is not None]
@@ -96,6 +100,7 @@ def compute(run: dict[str, Any], tasks: list[dict[str, Any]], attempts: list[dic
         failed_gate=next((e["data"].get("gate") for e in events if e["kind"] == EventKind.RUN_GATE_FAILED), None),
         why=next((str(e["data"].get("why") or "") for e in reversed(events)
                   if e["kind"] == EventKind.RUN_FINISHED), ""),
+        reused=reused,
     )
 
 
@@ -189,7 +194,8 @@ def union_seconds(intervals: list[tuple[float, float]]) -> float:
 def lines(m: Metrics) -> list[str]:
     times = f"wall clock {fd(m.wall_seconds)}; sum of task times {fd(m.task_seconds)}; "
     if m.speedup is None or m.efficiency is None:
-        out = [times + ("no speed-up: nothing finished" if not m.done else "no speed-up: no time measured")]
+        out = [times + ("no speed-up: nothing finished" if not m.done else "no speed-up: every task was reused"
+                       if m.done == len(m.reused) else "no speed-up: no time measured")]
     else:
         out = [
             times + f"speed-up {m.speedup:.2f}x with --jobs {m.jobs}",
@@ -198,6 +204,9 @@ def lines(m: Metrics) -> list[str]:
         ]
     out.append(f"tasks {m.done}/{m.tasks} done; failed {len(m.failed)}; blocked {len(m.blocked)}; "
                f"retries {m.retries}; conflicts {m.conflicts}")
+    if m.reused:
+        out.append(f"reused {len(m.reused)} verified task(s) from run {', '.join(sorted(set(m.reused.values())))} "
+                   f"(inputs unchanged): {', '.join(m.reused)}; their time and cost are that run's, not counted here")
     if m.deviations:
         total = sum(len(v) for v in m.deviations.values())
         out.append(f"deviations {total} in {len(m.deviations)} task(s): see REPORT.md")

@@ -48,13 +48,21 @@ SCHEMA = [
     """
     ALTER TABLE tasks ADD COLUMN review_json TEXT;
     """,
+    # 4: what a task's work depends on (plait.run.reuse.input_keys), and the earlier run whose verified work a
+    # new run took instead of running the task again
+    """
+    ALTER TABLE tasks ADD COLUMN input_key TEXT;
+    ALTER TABLE tasks ADD COLUMN reused_from TEXT;
+    CREATE INDEX tasks_input_key ON tasks(input_key);
+    """,
 ]
 
 RUN_COLUMNS = {"plan_path", "plan_name", "plan_json", "repo_root", "base_sha", "jobs", "options_json", "status",
                "created_at", "started_at", "finished_at", "pid", "heartbeat_at", "summary_json"}
 TASK_COLUMNS = {"title", "position", "state", "attempt", "branch", "worktree", "base_sha", "commit_sha",
                 "started_at", "finished_at", "verify_exit", "verify_seconds", "error", "conflicts_json",
-                "deviations_json", "incidents_json", "review_json", "cost_usd", "tokens_in", "tokens_out"}
+                "deviations_json", "incidents_json", "review_json", "cost_usd", "tokens_in", "tokens_out",
+                "input_key", "reused_from"}
 ATTEMPT_COLUMNS = {"started_at", "finished_at", "outcome", "error_kind", "error", "agent_exit"}
 
 
@@ -107,6 +115,7 @@ class EventKind(StrEnum):
     TASK_FIXED = "task.fixed"
     TASK_RESET = "task.reset"
     TASK_RETRY = "task.retry"
+    TASK_REUSED = "task.reused"  # done with an earlier run's verified work: its inputs are unchanged
     TASK_REVIEWED = "task.reviewed"
     TASK_REVIEWING = "task.reviewing"
     TASK_STARTED = "task.started"
@@ -167,7 +176,10 @@ class Store:
                     db.execute("INSERT INTO migrations VALUES(?, ?)", (version, time.time()))
 
     # -- writes ------------------------------------------------------------------
-    def create_run(self, fields: Mapping[str, Any], tasks: list[tuple[str, str]]) -> str:
+    def create_run(self, fields: Mapping[str, Any], tasks: list[tuple[str, str]],
+                   keys: Mapping[str, str] | None = None) -> str:
+        """A new run and its tasks, all pending; `keys`: each task's input key (plait.run.reuse)."""
+        keys = keys or {}
         with self._tx() as db:
             while True:
                 run_id = new_run_id()
@@ -176,8 +188,8 @@ class Store:
             now = time.time()
             _insert(db, "runs", {"id": run_id, "status": "created", "created_at": now, **fields}, RUN_COLUMNS)
             for position, (task_id, title) in enumerate(tasks):
-                db.execute("INSERT INTO tasks(run_id, task_id, title, position, state) VALUES(?,?,?,?,?)",
-                           (run_id, task_id, title, position, "pending"))
+                db.execute("INSERT INTO tasks(run_id, task_id, title, position, state, input_key) "
+                           "VALUES(?,?,?,?,?,?)", (run_id, task_id, title, position, "pending", keys.get(task_id)))
             data = {"tasks": [t for t, _ in tasks], "plan": fields.get("plan_path")}
             self._event(db, run_id, None, "run.created", data)
         return run_id
@@ -232,6 +244,14 @@ class Store:
 
     def tasks(self, run_id: str) -> list[dict[str, Any]]:
         rows = self._db.execute("SELECT * FROM tasks WHERE run_id=? ORDER BY position", (run_id,))
+        return [dict(r) for r in rows]
+
+    def verified_with_key(self, key: str) -> list[dict[str, Any]]:
+        """Verified tasks of any run whose inputs had this key, the newest run's first, with their run's
+        `repo_root` (where its evidence is)."""
+        rows = self._db.execute(
+            "SELECT tasks.*, runs.repo_root FROM tasks JOIN runs ON runs.id = tasks.run_id WHERE tasks.input_key=? "
+            "AND tasks.state=? AND tasks.commit_sha IS NOT NULL ORDER BY runs.created_at DESC", (key, TaskState.DONE))
         return [dict(r) for r in rows]
 
     def attempts(self, run_id: str) -> list[dict[str, Any]]:

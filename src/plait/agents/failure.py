@@ -49,7 +49,7 @@ _PATTERNS: tuple[tuple[ErrorKind, re.Pattern[str]], ...] = tuple(
                           r"billing|credit balance|insufficient_quota"),
         (ErrorKind.RATE_LIMIT, r"\b429\b|rate[ _-]?limit|too many requests|resource[ _]?(has been )?exhausted"),
         (ErrorKind.AUTH, r"\b401\b|authenticat|unauthori[sz]ed|(invalid|incorrect) (x-)?api[ _-]?key|"
-                         r"api[ _-]?key (is )?(not valid|invalid|missing)|not logged in|log ?in required"),
+                         r"api[ _-]?key (is )?(not valid|invalid|missing)|not logged in|log ?in required|run /login"),
         # Codex on an HTTP 500: "We're currently experiencing high demand, which may cause temporary errors."
         (ErrorKind.OVERLOADED, r"\b5(29|00|02|03|04)\b|overloaded|capacity|unavailable|internal (server )?error|"
                                r"high demand"),

@@ -39,17 +39,34 @@ def check(paths: list[Path], jobs: int | None, as_json: bool, relax: bool, conso
         return 0 if all(d["valid"] for d in docs) else 1
     for path in paths:
         lp = load_plan(path, relax_phases=relax)
+        check_profiles(lp, None)
         a = analyze(lp.plan, jobs)
         render(lp, a, console, None if relax else _relaxed(lp, a.estimate.jobs))
     return 0
+
+
+def check_profiles(lp: LoadedPlan, root: Path | None) -> None:
+    """What `plait run` would refuse: a task whose agent profile does not exist, or a broken plait.toml
+    (PlaitError). Profiles belong to the repository plait runs in (`root`, else the current directory's);
+    outside any repository there is nothing to check them against."""
+    from plait import api
+
+    try:
+        repo = api.open_repo(root)
+    except PlaitError:
+        return
+    api.plan_profiles(repo, lp.plan, lp)
 
 
 def check_doc(path: Path, jobs: int | None, relax: bool, root: Path | None = None) -> dict[str, Any]:
     """`plait check --json` of one plan: its analysis, or (`valid: false`) every error with its location."""
     try:
         lp = load_plan(path, relax_phases=relax, root=root)
+        check_profiles(lp, root)
     except PlanError as exc:
         return _error_doc(path, exc.diagnostics)
+    except PlaitError as exc:
+        return _error_doc(path, (Diagnostic("error", exc.message, exc.fix, exc.location or Location(str(path))),))
     a = analyze(lp.plan, jobs)
     return _json(lp, a, None if relax else _relaxed(lp, a.estimate.jobs))
 
@@ -131,7 +148,11 @@ def _locate(lp: LoadedPlan, task_ids: tuple[str, ...]) -> object:
 
 def render(lp: LoadedPlan, a: Analysis, console: Console, relaxed: Relaxed | None = None) -> None:
     plan = lp.plan
-    console.rule(f"[bold]{plan.name}[/]  {lp.path}" + ("" if lp.format == "yaml" else f"  [dim]({lp.format})[/]"))
+    title = f"[bold]{plan.name}[/]  {lp.path}" + ("" if lp.format == "yaml" else f"  [dim]({lp.format})[/]")
+    if console.is_terminal:
+        console.rule(title)
+    else:  # a rule is as wide as the console: in a log, one line with the path whole
+        console.print(f"─── {title} ───")
     for w in lp.warnings:
         console.print(f"[yellow]warning[/] {w}")
 

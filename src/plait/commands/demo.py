@@ -39,7 +39,7 @@ def demo(jobs: int, directory: Path | None, console: Console) -> int:
     repo_dir = create_demo_repo(directory)
     console.print(f"demo repository: [bold]{repo_dir}[/] (a small Python project, git-initialised)")
     repo, run_id = api.start(repo_dir / "plan.yaml", RunOptions(jobs=jobs), cwd=repo_dir)
-    total = len(repo.store.tasks(run_id))
+    total = api.task_count(repo, run_id)
     console.print(f"running {total} tasks with the built-in `script` agent, --jobs {jobs}; "
                   "each task is verified by its own pytest run")
     warn_unconfined(repo, run_id, console)

@@ -189,5 +189,34 @@ def _describe(kind: str, task: str | None, data: Mapping[str, Any]) -> str:
         return f"run {data.get('status')}"
     if kind == "delivered":
         return "delivered " + ", ".join(data.get("branches", {}))
-    rest = " ".join(f"{k}={v}" for k, v in data.items() if not isinstance(v, list | dict))
-    return f"{who}{kind} {rest}".strip()
+    return _describe_more(kind, who, data)
+
+
+def _describe_more(kind: str, who: str, data: Mapping[str, Any]) -> str:
+    """The events that need a line only now and then: never an event's raw name."""
+    if kind == "task.blocked":
+        return f"{who}blocked: it needs {data.get('by')}, which failed"
+    if kind == "task.reset":
+        return f"{who}starting over (it was {data.get('was')} when the run stopped)"
+    if kind == "task.cancelled":
+        why = {"budget": "--max-cost reached"}.get(str(data.get("why")), data.get("why"))
+        return f"{who}cancelled" + (f" ({why})" if why else "")
+    if kind == "task.reused":
+        return f"{who}reused from run {data.get('from_run')} (unchanged; verified there)"
+    if kind == "task.workspace":
+        return f"{who}workspace ready"
+    if kind == "task.attempt_done":
+        return f"{who}attempt {data.get('attempt')}: {data.get('outcome')}"
+    if kind == "run.started":
+        return f"run started (process {data.get('pid')}, --jobs {data.get('jobs')})"
+    if kind == "run.cancel_requested":
+        return "cancel requested"
+    if kind == "run.cancelled":
+        return "run cancelled" + (" (its process was already gone)" if data.get("why") == "no live process" else "")
+    if kind == "run.interrupted":
+        return "run interrupted: continue it with `plait resume`"
+    if kind == "limits.increase":
+        return f"{who}{data.get('profile')} concurrency raised to {data.get('concurrency')}"
+    if kind == "rehearsal.server":
+        return f"rehearsal: the agents talk to plait's scripted model server at {data.get('url')}"
+    return f"{who}{kind.replace('.', ' ').replace('_', ' ')}"

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
@@ -18,6 +19,7 @@ from plait.commands.progress import LiveProgress, PlainProgress
 from plait.errors import PlaitError
 from plait.plan.model import format_duration as fd
 from plait.redact import redact_file
+from plait.run import reuse
 from plait.run.engine import RunOptions
 from plait.state import EventKind
 from plait.text import printable
@@ -48,9 +50,11 @@ def run(plan: Path, options: RunOptions, console: Console, detach: bool = False)
         notes = Console(stderr=True, highlight=False)  # stdout says only where the run went
         warn_unconfined(repo, run_id, notes)
         warn_uncommitted(repo, run_id, notes)
+        say_reused(repo, run_id, notes)
         return started(run_id, runner.start_detached(repo, run_id), console)
-    total = len(repo.store.tasks(run_id))
+    total = api.task_count(repo, run_id)
     console.print(f"plait run [bold]{run_id}[/]: {total} tasks, --jobs {options.jobs}")
+    say_reused(repo, run_id, console)
     warn_unconfined(repo, run_id, console)
     warn_uncommitted(repo, run_id, console)
     return finish(repo, run_id, execute_with_progress(repo, run_id, console), console)
@@ -61,7 +65,8 @@ def execute_with_progress(repo: api.Repo, run_id: str, console: Console, resume:
     """Run (or continue) a recorded run to its end, showing progress; SIGTERM/SIGHUP stop it like Ctrl-C.
     `on_start()` is called once the run has started: this process holds the run's lock and the run is
     recorded running (a `plait cancel` from then on is never overwritten by the start)."""
-    progress = progress_for(console, len(repo.store.tasks(run_id)))
+    # Tasks already done (restored on resume, or reused from an earlier run) report no progress here.
+    progress = progress_for(console, api.task_count(repo, run_id, to_run=True))
 
     def listener(kind: str, task: str | None, data: Mapping[str, Any]) -> None:
         if kind == EventKind.RUN_STARTED and on_start is not None:
@@ -71,8 +76,20 @@ def execute_with_progress(repo: api.Repo, run_id: str, console: Console, resume:
     try:
         with graceful_termination():
             return api.execute(repo, run_id, listener, resume=resume)
+    except KeyboardInterrupt:
+        progress.close()
+        console.print(f"run {run_id} interrupted: its agents were stopped; continue it with: plait resume {run_id}",
+                      markup=False, soft_wrap=True)
+        raise
     finally:
         progress.close()
+
+
+def say_reused(repo: api.Repo, run_id: str, console: Console) -> None:
+    """Which tasks an earlier run's verified work stands in for (`--fresh` runs them all)."""
+    line = reuse.describe(api.reused(repo, run_id), api.task_count(repo, run_id))
+    if line:
+        console.print(line, markup=False, soft_wrap=True)
 
 
 def warn_unconfined(repo: api.Repo, run_id: str, console: Console) -> None:
@@ -84,16 +101,14 @@ def warn_unconfined(repo: api.Repo, run_id: str, console: Console) -> None:
 
 def warn_uncommitted(repo: api.Repo, run_id: str, console: Console) -> None:
     """Agents start from a commit: say so when the user's working tree holds work that is not in it."""
-    entries = [e for e in repo.git.status_porcelain().split("\0") if e]
-    changed = [e for e in entries if not e.startswith("??")]
-    row = repo.store.run(run_id)
-    if changed and row:
-        base = str(row["base_sha"])[:12]
-        console.print(f"[yellow]note[/] {len(changed)} uncommitted change(s) in your working tree are not part of "
-                      f"this run: agents start from commit {base}. Commit them first to include them.")
+    changed, base = api.uncommitted(repo, run_id)
+    if changed:
+        console.print(f"[yellow]note[/] {changed} uncommitted change(s) in your working tree are not part of "
+                      f"this run: agents start from commit {base[:12]}. Commit them first to include them.")
 
 
-def resume(run_id: str, console: Console, detach: bool = False) -> int:
+def resume(run_id: str | None, console: Console, detach: bool = False) -> int:
+    run_id = api.run_id_or_latest(run_id)
     repo = api.resumable(run_id)
     if detach:
         return started(run_id, runner.start_detached(repo, run_id, resume=True), console)
@@ -128,6 +143,10 @@ def run_detached(run_id: str, resume: bool, ready_fd: int, console: Console) -> 
 def finish(repo: api.Repo, run_id: str, status: str, console: Console) -> int:
     metrics = api.final_metrics(repo, run_id)
     run_dir = repo.root / ".plait" / "runs" / run_id
+    try:
+        api.write_html_report(repo, run_id)
+    except Exception as exc:  # report.html is a view of the run: failing to draw it must not fail the run
+        console.print(f"warning: could not write report.html: {exc!r}", markup=False, soft_wrap=True)
     style = "green" if status == "completed" else "red"
     label = " (rehearsal: scripted model server, no tokens spent)" if metrics.rehearsal else ""
     console.print(f"\nrun [bold]{run_id}[/] [{style}]{status}[/]{label}")
@@ -138,6 +157,8 @@ def finish(repo: api.Repo, run_id: str, status: str, console: Console) -> int:
     if (run_dir / "INTEGRATION-REPORT.md").exists():
         console.print(f"  integration report: {run_dir / 'INTEGRATION-REPORT.md'}", markup=False, soft_wrap=True)
     console.print(f"  report: {run_dir / 'REPORT.md'}", markup=False, soft_wrap=True)
+    if (run_dir / "report.html").exists():
+        console.print(f"  html report: {run_dir / 'report.html'}", markup=False, soft_wrap=True)
     if status != "completed":
         console.print(f"  continue with: plait resume {run_id}" if status != "cancelled" else "")
     return 0 if status == "completed" else 1
@@ -162,13 +183,17 @@ def review_cell(review: dict[str, Any] | None) -> str:
 
 
 def render_status(doc: dict[str, Any], console: Console) -> None:
+    console.print(status_view(doc))
+
+
+def status_view(doc: dict[str, Any]) -> Group:
     """The status table. Errors, incidents and paths come from agents and commands: shown as plain text
     (no markup), with control characters made visible."""
     c = doc["counts"]
     label = " (rehearsal)" if doc.get("rehearsal") or doc.get("metrics", {}).get("rehearsal") else ""
-    console.print(f"run [bold]{doc['run_id']}[/] {doc['status']}{label} — {doc['phase']}; "
-                  f"{c['done']} done, {c['running'] + c['retrying']} running, {c['pending']} pending, "
-                  f"{c['failed']} failed, {c['blocked']} blocked")
+    head = Text.from_markup(f"run [bold]{doc['run_id']}[/] {doc['status']}{label} — {doc['phase']}; "
+                            f"{c['done']} done, {c['running'] + c['retrying']} running, {c['pending']} pending, "
+                            f"{c['failed']} failed, {c['blocked']} blocked")
     table = Table()
     for col in ("task", "state", "lvl", "try", "time", "verify", "review", "branch", "notes"):
         table.add_column(col)
@@ -183,5 +208,44 @@ def render_status(doc: dict[str, Any], console: Console) -> None:
         table.add_row(t["id"] + (" (gate)" if t.get("gate") else ""), t["state"], str(t["level"]), str(t["attempt"]),
                       took, vtext, review_cell(t.get("review")), t["branch"] or "",
                       Text(printable("; ".join(str(n) for n in notes))))
+    return Group(head, table, Text(f"evidence: {doc['evidence']}"))
+
+
+def watch(run_id: str | None, console: Console) -> int:
+    """`plait status --watch`: the table, redrawn as the run changes, until it is no longer running. Not on a
+    terminal, it prints the table once (nothing redraws in a log)."""
+    from rich.live import Live
+
+    run_id = api.run_id_or_latest(run_id)
+    if not console.is_terminal:
+        render_status(api.status(run_id), console)
+        return 0
+
+    def frame() -> Group:
+        return status_view(api.status(run_id))
+
+    with Live(frame(), console=console, refresh_per_second=2, transient=False) as live:
+        while api.status(run_id)["status"] in ("running", "cancelling"):
+            time.sleep(0.5)
+            live.update(frame())
+        live.update(frame())
+    return 0
+
+
+def list_runs(as_json: bool, console: Console) -> None:
+    found = api.runs()
+    if as_json:
+        console.print_json(json.dumps(found))
+        return
+    if not found:
+        console.print("no runs yet in this repository: start one with `plait run PLAN`", markup=False)
+        return
+    table = Table()
+    for col in ("run", "plan", "status", "started", "tasks", "speed-up"):
+        table.add_column(col)
+    for r in found:
+        started_at = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"])) if r["created_at"] else ""
+        speedup = f"{r['speedup']:.2f}x" if r["speedup"] else ""
+        table.add_row(r["run_id"], Text(printable(r["plan"])), r["status"] + (" (rehearsal)" if r["rehearsal"] else ""),
+                      started_at, f"{r['done']}/{r['tasks']}", speedup)
     console.print(table)
-    console.print(f"evidence: {doc['evidence']}", markup=False)

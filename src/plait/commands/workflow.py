@@ -13,8 +13,8 @@ from plait import api
 from plait.errors import Location, PlaitError
 from plait.run.engine import RunOptions
 from plait.workflow.agent import MakeAgent, Notify, RoleEnv
-from plait.workflow.plan import WrittenPlan, write_plan
-from plait.workflow.spec import WrittenSpec, write_spec
+from plait.workflow.plan import WrittenPlan
+from plait.workflow.spec import WrittenSpec
 
 MAX_REQUEST_BYTES = 256 * 1024
 
@@ -44,9 +44,8 @@ def _notify(console: Console) -> Notify:
 
 def spec(request: str | None, from_file: Path | None, agent: str | None, force: bool, console: Console,
          make_agent: MakeAgent | None = None, role_env: RoleEnv | None = None) -> WrittenSpec:
-    repo = api.open_repo()
-    written = write_spec(repo.git, repo.root, request_text(request, from_file), agent=agent, force=force,
-                         make_agent=make_agent, notify=_notify(console), role_env=role_env)
+    written = api.write_spec(request_text(request, from_file), agent=agent, force=force,
+                             make_agent=make_agent, notify=_notify(console), role_env=role_env)
     console.print(f"wrote [bold]{written.rel}[/]", soft_wrap=True)
     return written
 
@@ -56,8 +55,8 @@ def plan(spec_path: Path, agent: str | None, rounds: int, force: bool, console: 
     from plait.commands.check import render
 
     repo = api.open_repo()
-    written = write_plan(repo.git, repo.root, spec_path, agent=agent, rounds=rounds, force=force,
-                         make_agent=make_agent, notify=_notify(console), role_env=role_env)
+    written = api.write_plan(spec_path, agent=agent, rounds=rounds, force=force,
+                             make_agent=make_agent, notify=_notify(console), role_env=role_env)
     render(written.loaded, written.analysis, console)
     shown = written.path.relative_to(repo.root)
     console.print(f"wrote [bold]{shown}[/] (valid after {written.rounds} round(s)) and its analysis "

@@ -48,6 +48,7 @@ class RunOptions:
     rehearse_latency: float = 0.0  # seconds per scripted model turn
     relax_phases: bool = False  # a phased plan keeps only its stated dependencies
     agent: str | None = None  # the profile for tasks that name none, over the plan's `defaults.agent`
+    fresh: bool = False  # run every task: reuse no earlier run's verified work (plait.run.reuse)
 
 
 Listener = Callable[[str, str | None, Mapping[str, Any]], None]
@@ -99,8 +100,9 @@ class Engine:
 
     # -- resume ------------------------------------------------------------------------
     def restore(self) -> None:
-        """Take finished work from an earlier process: a task whose branch still holds its recorded,
-        verified commit is done and never runs again; everything else starts over."""
+        """Take finished work from an earlier process (`plait resume`), or that `plait run` took from an
+        earlier run (plait.run.reuse): a task whose branch still holds its recorded, verified commit is done
+        and never runs again; everything else starts over."""
         for row in self.store.tasks(self.run_id):
             tid = row["task_id"]
             self.attempts[tid] = row["attempt"] or 0

@@ -24,6 +24,7 @@ from plait.git import merge, workspace
 from plait.git.repo import GitError
 from plait.plan.analyze import patterns_overlap
 from plait.plan.model import Plan, Script, Task
+from plait.profiles import auth_hint
 from plait.redact import redact, redact_files, register_env
 from plait.run import review, scrutiny
 from plait.run.context import RunContext as RunContext  # re-exported: api, integrate and the engine use them
@@ -227,8 +228,11 @@ class Attempt:
                   attempt={"agent_exit": result.exit_code, "error_kind": self.agent["error_kind"]}, task=self.usage())
         if not result.ok:
             kind = result.error_kind or ErrorKind.UNKNOWN
-            return self.record(False, error=f"agent {profile.name}: {kind.value}: {self.agent['error_message']}",
-                               transient=kind.transient)
+            said = self.agent["error_message"]
+            what = kind.value if said in ("", kind.value) else f"{kind.value}: {said}"  # never "cancelled: cancelled"
+            if kind is ErrorKind.AUTH:  # not the CLI's own advice ("Please run /login"): what plait needs
+                what = f"no working credentials ({clip(said, 200)}) — {auth_hint(profile)}"
+            return self.record(False, error=f"agent {profile.name}: {what}", transient=kind.transient)
 
         self.stage = "capture"
         commit, problem = self.capture()
