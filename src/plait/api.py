@@ -501,6 +501,11 @@ def runs(cwd: Path | None = None) -> list[dict[str, Any]]:
 
 
 # -- the verbs the CLI, the MCP server and the dashboard share (what one shows, the others show) ------------
+def tasks(repo: Repo, run_id: str) -> list[dict[str, Any]]:
+    """The run's task rows (state, attempt, commit, times...), as the state database holds them."""
+    return repo.store.tasks(run_id)
+
+
 def task_count(repo: Repo, run_id: str, to_run: bool = False) -> int:
     """The run's tasks (`to_run`: only those not done yet, e.g. after reuse or on resume)."""
     return sum(1 for t in repo.store.tasks(run_id) if not to_run or t["state"] != TaskState.DONE)

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from plait import api, html_report, report, runner
+from plait import api, html_report, runner
 from plait.errors import PlaitError
 from plait.mcp_server import ASGIApp, BearerToken, is_loopback
 from plait.text import printable
@@ -83,7 +83,8 @@ def app(root: Path | None, host: str, token: str | None) -> ASGIApp:
 
     async def events(request: Request) -> StreamingResponse:
         run_id = record(repo, request).run["id"]
-        after = int(request.query_params.get("after") or request.headers.get("last-event-id") or 0)
+        given = request.query_params.get("after") or request.headers.get("last-event-id") or ""
+        after = int(given) if given.isdigit() else 0
         return StreamingResponse(changes(repo, run_id, after), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store"})
 
@@ -95,7 +96,7 @@ def app(root: Path | None, host: str, token: str | None) -> ASGIApp:
 
     async def evidence(request: Request) -> PlainTextResponse:
         run_id, task_id = record(repo, request).run["id"], request.path_params["task_id"]
-        tasks = {t["task_id"] for t in repo.store.tasks(run_id)}
+        tasks = {t["task_id"] for t in api.tasks(repo, run_id)}
         path = api.run_paths(repo, run_id).task_dir(task_id) / "EVIDENCE.md"
         if task_id not in tasks or not path.is_file():
             return PlainTextResponse("no evidence yet", status_code=404)
@@ -134,15 +135,13 @@ async def act(request: Request, do: Callable[[str], str]) -> Response:
 
 def runs_html(repo: api.Repo) -> str:
     rows = []
-    for row in reversed(repo.store.runs()):
-        rec = api.run_record(repo, row["id"])
-        m = report.compute(rec.run, rec.tasks, rec.attempts, rec.events)
+    for row in reversed(api.runs(repo.root)):  # what `plait runs` and the MCP server's list_runs show
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["created_at"] or 0))
-        speedup = "—" if m.speedup is None else f"{m.speedup:.2f}×"
-        rid = escape(row["id"])
-        rows.append(f'<tr><td><a href="runs/{rid}/">{rid}</a></td><td>{escape(str(row["plan_path"]))}</td>'
-                    f"<td>{escape(html_report.status_word(rec))}</td><td>{started}</td>"
-                    f"<td>{m.done}/{m.tasks}</td><td>{speedup}</td></tr>")
+        speedup = "—" if row["speedup"] is None else f"{row['speedup']:.2f}×"
+        rid = escape(row["run_id"])
+        rows.append(f'<tr><td><a href="runs/{rid}/">{rid}</a></td><td>{escape(str(row["plan"]))}</td>'
+                    f"<td>{escape(row['status'])}</td><td>{started}</td>"
+                    f"<td>{row['done']}/{row['tasks']}</td><td>{speedup}</td></tr>")
     body = ("<table><tr><th>run</th><th>plan</th><th>status</th><th>started</th><th>done</th><th>speed-up</th></tr>"
             + "".join(rows) + "</table>") if rows else "<p>No runs yet: start one with <code>plait run PLAN</code>.</p>"
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">{html_report.NO_ICON}<title>plait runs</title>'
@@ -181,9 +180,9 @@ async def changes(repo: api.Repo, run_id: str, after: int) -> AsyncIterator[str]
     logs: dict[str, tuple[int, float]] = {}
     idle = 0.0
     while True:
-        new = repo.store.events(run_id, after)
+        new = api.events_since(repo, run_id, after)
         sizes = {tid: (p.stat().st_size, p.stat().st_mtime)
-                 for tid, p in running_logs(repo, run_id, repo.store.tasks(run_id)).items()}
+                 for tid, p in running_logs(repo, run_id, api.tasks(repo, run_id)).items()}
         if new:
             after = new[-1]["seq"]
             yield f"id: {after}\nevent: change\ndata: {json.dumps([e['kind'] for e in new])}\n\n"

@@ -191,7 +191,8 @@ def status_view(doc: dict[str, Any]) -> Group:
     (no markup), with control characters made visible."""
     c = doc["counts"]
     label = " (rehearsal)" if doc.get("rehearsal") or doc.get("metrics", {}).get("rehearsal") else ""
-    head = Text.from_markup(f"run [bold]{doc['run_id']}[/] {doc['status']}{label} — {doc['phase']}; "
+    phase = f" — {doc['phase']}" if doc["phase"] != doc["status"] else ""
+    head = Text.from_markup(f"run [bold]{doc['run_id']}[/] {doc['status']}{label}{phase}; "
                             f"{c['done']} done, {c['running'] + c['retrying']} running, {c['pending']} pending, "
                             f"{c['failed']} failed, {c['blocked']} blocked")
     table = Table()
