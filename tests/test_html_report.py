@@ -136,3 +136,13 @@ def test_overhead_is_process_time_no_attempt_covers() -> None:
     assert a.roi == pytest.approx((saved - 3.0) / 3.0)
     bars, lanes = html_report.bars(rec)
     assert [b.kind for b in bars].count("attempt") == 2 and lanes[-1] == "integration"
+
+
+def test_the_demo_run_renders(browser: Any, tmp_path: Path) -> None:
+    """The README's main job, `plait demo`: its report is written at the end and renders whole."""
+    target = tmp_path / "demo"
+    done = plait(tmp_path, "demo", "--dir", str(target), timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    run_id = latest_run(target)
+    page = check_rendered(browser, target, run_id, tasks=10)
+    assert page.locator("svg.dag g.node.s-done").count() == 10
