@@ -102,7 +102,7 @@ def test_detached_run_returns_while_running_in_its_own_session_and_completes(
     doc = wait_status(repo, run_id, "completed")
     assert set(integrated(repo, run_id)) == EXPECTED
     log = (repo / ".plait" / "runs" / run_id / "runner.log").read_text()
-    assert "run.started" in log and f"run {run_id} completed" in log  # progress went there, not to stdout
+    assert "run started (process" in log and f"run {run_id} completed" in log  # progress went there, not to stdout
     again = plait(repo, "resume", run_id, "--detach")
     assert again.returncode == 1 and again.stdout == ""
     assert again.stderr.splitlines() == [f"plait: error: run {run_id} already completed — start a new run "

@@ -95,7 +95,7 @@ def test_status_table_shows_agent_errors_without_their_control_characters() -> N
 
     out = io.StringIO()
     render_status({**doc, "metrics": {"rehearsal": True}}, Console(file=out, width=400))
-    assert out.getvalue().startswith("run r1 failed (rehearsal) — ")
+    assert out.getvalue().startswith("run r1 failed (rehearsal); ")  # the phase, when it only repeats the status, not
 
 
 def test_a_failing_command_cannot_send_escapes_to_the_terminal(tmp_path: Path) -> None:

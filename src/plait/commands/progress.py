@@ -219,4 +219,5 @@ def _describe_more(kind: str, who: str, data: Mapping[str, Any]) -> str:
         return f"{who}{data.get('profile')} concurrency raised to {data.get('concurrency')}"
     if kind == "rehearsal.server":
         return f"rehearsal: the agents talk to plait's scripted model server at {data.get('url')}"
-    return f"{who}{kind.replace('.', ' ').replace('_', ' ')}"
+    said = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in data.items() if not isinstance(v, list | dict))
+    return f"{who}{kind.replace('.', ' ').replace('_', ' ')}" + (f": {said}" if said else "")

@@ -231,7 +231,7 @@ class Attempt:
             said = self.agent["error_message"]
             what = kind.value if said in ("", kind.value) else f"{kind.value}: {said}"  # never "cancelled: cancelled"
             if kind is ErrorKind.AUTH:  # not the CLI's own advice ("Please run /login"): what plait needs
-                what = f"no working credentials ({clip(said, 200)}) — {auth_hint(profile)}"
+                what = f"auth: no working credentials ({clip(said, 200)}) — {auth_hint(profile)}"
             return self.record(False, error=f"agent {profile.name}: {what}", transient=kind.transient)
 
         self.stage = "capture"
