@@ -295,11 +295,12 @@ def test_the_fast_simulation_is_the_engines_scheduler(plan: Plan, m: int) -> Non
     assert estimate.barrier_seconds == simulate_barriers(jobs_of(plan), m)
 
 
-def test_wide_plans_simulate_every_count_up_to_16_then_doublings() -> None:
-    assert agent_counts(10) == list(range(1, 11))
-    assert agent_counts(100) == [*range(1, 17), 32, 64, 100]
-    plan = plan_of([{"id": f"t{i}"} for i in range(40)])
-    assert [e.jobs for e in analyze(plan).by_jobs] == [*range(1, 17), 32, 40]
+def test_wide_plans_simulate_every_count_up_to_8_then_doublings_and_a_bisection_at_the_knee() -> None:
+    assert agent_counts(10) == [*range(1, 9), 10]
+    assert agent_counts(100) == [*range(1, 9), 16, 32, 64, 100]
+    plan = plan_of([{"id": f"t{i}"} for i in range(40)])  # 40 equal tasks: only 40 agents do it in one round
+    assert [e.jobs for e in analyze(plan).by_jobs] == [*range(1, 9), 16, 32, 36, 38, 39, 40]
+    assert analyze(plan).recommended_agents == 40
     assert analyze(plan, jobs=20).estimate.jobs == 20
 
 
@@ -354,4 +355,4 @@ def test_big_plans_are_validated_and_analyzed_without_hanging() -> None:
             found = validate(plan, lambda *keys: Location("plan.yaml"))
             print(len(a.levels), len(a.by_jobs), sum(d.severity == "error" for d in found))
     """, timeout=300)
-    assert out.split() == ["10000", "1", "10000", "1", "26", "10000"]
+    assert out.split() == ["10000", "1", "10000", "1", "30", "10000"]

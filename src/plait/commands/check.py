@@ -35,7 +35,11 @@ def check(paths: list[Path], jobs: int | None, as_json: bool, relax: bool, conso
     on stdout instead of error lines."""
     if as_json:
         docs = [check_doc(path, jobs, relax) for path in paths]
-        console.print_json(json.dumps(docs[0] if len(docs) == 1 else docs))
+        text = json.dumps(docs[0] if len(docs) == 1 else docs)
+        if console.is_terminal:
+            console.print_json(text)
+        else:  # a pipe or a file: plain JSON, without the cost of highlighting it
+            click.echo(text)
         return 0 if all(d["valid"] for d in docs) else 1
     for path in paths:
         lp = load_plan(path, relax_phases=relax)

@@ -13,8 +13,8 @@ from typing import Any
 from plait import graph
 from plait.plan.model import Plan
 from plait.plan.overlap import overlaps, scope
-from plait.plan.simulation import Dag, makespan
-from plait.schedule import Job, lower_bound
+from plait.plan.simulation import Dag, Makespans
+from plait.schedule import Job
 
 # Below this a task is too small to be worth its own agent (coordination overhead, seed 003).
 TINY_TASK_SECONDS = 15 * 60.0
@@ -24,9 +24,9 @@ SMALL_PLAN_SECONDS = 2 * 3600.0
 COUPLED_FAN_IN = 3
 # The recommended agent count is the smallest reaching this share of the best simulated speed-up.
 KNEE = 0.95
-# Every agent count up to this is simulated; beyond it, powers of two and the widest level (a plan of
-# 3,000 independent tasks would otherwise need 3,000 simulations).
-DENSE_AGENT_COUNTS = 16
+# Every agent count up to this is simulated; beyond it, powers of two, the widest level and a bisection near
+# the knee (a plan of 3,000 independent tasks would otherwise need 3,000 simulations).
+DENSE_AGENT_COUNTS = 8
 # Findings of one kind listed one by one; the rest are counted in one more finding.
 MAX_LISTED = 100
 
@@ -75,25 +75,49 @@ def jobs_of(plan: Plan) -> list[Job]:
     return [Job(t.id, tuple(t.needs), t.seconds, plan.agent_for(t)) for t in plan.tasks]
 
 
-def _estimate(jobs: list[Job], m: int, cp: float, dag: Dag, phases: list[Dag]) -> Estimate:
-    work = sum(j.weight for j in jobs)
-    wall = makespan(dag, m)
-    return Estimate(
-        jobs=m,
-        wall_seconds=wall,
-        barrier_seconds=sum(makespan(phase, m) for phase in phases),
-        lower_bound_seconds=lower_bound((j.weight for j in jobs), cp, m),
-        speedup=work / wall if wall else 1.0,
-        time_reduction=1 - wall / work if work else 0.0,
-    )
+class _Estimator:
+    """The estimate for any agent count, from one built simulation of the plan and one per level."""
+
+    def __init__(self, jobs: list[Job], by_level: list[list[str]], cp: float) -> None:
+        weight = {j.id: j.weight for j in jobs}
+        needs = {j.id: list(j.needs) for j in jobs}
+        self.work, self.cp = sum(weight.values()), cp
+        self.wall = Makespans(Dag.of(jobs, graph.bottom_levels(needs, weight)))
+        # Phase barriers: each level on its own, its tasks independent, longest first.
+        self.phases = [Makespans(Dag.of([Job(t, (), weight[t]) for t in ids], weight)) for ids in by_level]
+
+    def __call__(self, m: int) -> Estimate:
+        wall = self.wall(m)
+        return Estimate(
+            jobs=m,
+            wall_seconds=wall,
+            barrier_seconds=sum(phase(m) for phase in self.phases),
+            lower_bound_seconds=max(self.cp, self.work / m),
+            speedup=self.work / wall if wall else 1.0,
+            time_reduction=1 - wall / self.work if self.work else 0.0,
+        )
 
 
 def agent_counts(width: int) -> list[int]:
-    """The agent counts simulated: 1 … DENSE_AGENT_COUNTS, then powers of two, and the widest level."""
+    """The agent counts always simulated: 1 … DENSE_AGENT_COUNTS, then powers of two, and the widest level."""
     counts = list(range(1, min(width, DENSE_AGENT_COUNTS) + 1))
     while counts[-1] < width:
         counts.append(min(2 * counts[-1], width))
     return counts
+
+
+def _by_jobs(estimate: _Estimator, width: int) -> list[Estimate]:
+    """`agent_counts`, then a bisection between the two counts around the knee (the first count within
+    KNEE of the best, and the one before it), assuming more agents never slow the plan down."""
+    found = {m: estimate(m) for m in agent_counts(width)}
+    goal = KNEE * max(e.speedup for e in found.values())
+    above = min(m for m, e in found.items() if e.speedup >= goal)
+    below = max((m for m in found if m < above), default=above)
+    while above - below > 1:
+        mid = (above + below) // 2
+        found[mid] = estimate(mid)
+        above, below = (mid, below) if found[mid].speedup >= goal else (above, mid)
+    return [found[m] for m in sorted(found)]
 
 
 def patterns_overlap(a: str, b: str) -> bool:
@@ -300,13 +324,11 @@ def analyze(plan: Plan, jobs: int | None = None) -> Analysis:
     cp = sum(weight[t] for t in path)
     work = sum(weight.values())
     width = max(len(ids) for ids in by_level)
-    dag = Dag.of(job_list, graph.bottom_levels(needs, weight))
-    # Phase barriers: each level on its own, its tasks independent, longest first.
-    phases = [Dag.of([Job(t, (), weight[t]) for t in ids], weight) for ids in by_level]
-    by_jobs = [_estimate(job_list, m, cp, dag, phases) for m in agent_counts(width)]
+    estimator = _Estimator(job_list, by_level, cp)
+    by_jobs = _by_jobs(estimator, width)
     recommended, reason = _recommend(by_jobs)
     chosen = jobs or recommended
-    estimate = next((e for e in by_jobs if e.jobs == chosen), None) or _estimate(job_list, chosen, cp, dag, phases)
+    estimate = next((e for e in by_jobs if e.jobs == chosen), None) or estimator(chosen)
     found = findings(plan, work)
     avg = work / cp if cp else 1.0
     score, reasons = _score(avg, found)
