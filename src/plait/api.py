@@ -12,24 +12,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from plait import html_report, report
-from plait.agents.base import Agent, Profile, SandboxMode
-from plait.clock import Clock
+# Only what `status`, `runs` and `cancel` need is imported here: they answer in milliseconds while a run is
+# live (docs/benchmarks.md). Running a plan needs the plan model (pydantic), the agents and the engine, each
+# imported by the verbs that use them.
+from plait import report
 from plait.errors import PlaitError
-from plait.git import land as git_land
-from plait.git import stack, workspace
 from plait.git.repo import Git
-from plait.plan.load import LoadedPlan, load_plan
-from plait.plan.model import Plan
 from plait.redact import redact_files
-from plait.run import liveness, merged, reuse
-from plait.run.engine import Engine, Listener, RunOptions
-from plait.run.preflight import preflight
-from plait.run.prompts import check_at_start, read_documents
-from plait.run.task import RunContext, RunPaths, verify_environment
+from plait.run import liveness, merged
 from plait.state import EventKind, Store, TaskState, db_path
 
 if TYPE_CHECKING:
+    from plait import html_report
+    from plait.agents.base import Agent, Profile
+    from plait.clock import Clock
+    from plait.git import land as git_land
+    from plait.plan.load import LoadedPlan
+    from plait.plan.model import Plan
+    from plait.run.engine import Listener, RunOptions
+    from plait.run.task import RunContext, RunPaths
     from plait.workflow.plan import WrittenPlan
     from plait.workflow.spec import WrittenSpec
 
@@ -46,6 +47,12 @@ class Repo:
 
 def open_repo(cwd: Path | None = None) -> Repo:
     git = Git.discover(cwd or Path.cwd())
+    return Repo(git, git.root, Store(db_path(git.common_dir)))
+
+
+def _reading_repo(cwd: Path | None = None) -> Repo:
+    """`open_repo` for the verbs that only read the state (`status`): found without running git."""
+    git = Git.find(cwd or Path.cwd())
     return Repo(git, git.root, Store(db_path(git.common_dir)))
 
 
@@ -90,9 +97,16 @@ def plan_profiles(repo: Repo, plan: Plan, loaded: LoadedPlan | None = None) -> d
     return profiles
 
 
+def evidence_dir(repo: Repo, run_id: str) -> Path:
+    """The run's folder in `.plait/` (`run_paths(...).run_dir`, without reading the workspace settings)."""
+    return repo.root / ".plait" / "runs" / run_id
+
+
 def run_paths(repo: Repo, run_id: str) -> RunPaths:
     """Where a run's evidence (in `.plait/`) and its workspaces (outside the checkout by default) live."""
+    from plait.git import workspace
     from plait.profiles import workspace_root
+    from plait.run.task import RunPaths
 
     root = workspace_root(repo.root, os.environ) or workspace.default_root()
     return RunPaths(repo.root, run_id, workspace.repo_folder(root, repo.git) / run_id)
@@ -100,6 +114,7 @@ def run_paths(repo: Repo, run_id: str) -> RunPaths:
 
 def sandbox_warning(repo: Repo, plan: Plan) -> str | None:
     """One line when agents will run without write confinement; a user error when a profile demands it."""
+    from plait.agents.base import SandboxMode
     from plait.sandbox import support
 
     found = support()
@@ -119,6 +134,8 @@ def sandbox_warning(repo: Repo, plan: Plan) -> str | None:
 
 def run_sandbox_warning(repo: Repo, run_id: str) -> str | None:
     """`sandbox_warning` for a recorded run."""
+    from plait.plan.model import Plan
+
     return sandbox_warning(repo, Plan.model_validate_json(_run_row(repo, run_id)["plan_json"]))
 
 
@@ -131,6 +148,8 @@ def _protected(repo: Repo, plan_path: str) -> tuple[str, ...]:
 
 def _context(repo: Repo, plan: Plan, run_id: str, base_sha: str, plan_path: str,
              task_env: TaskEnv | None = None, rehearsal: bool = False) -> RunContext:
+    from plait.run.prompts import read_documents
+    from plait.run.task import RunContext, verify_environment
     from plait.sandbox import support
 
     profiles = plan_profiles(repo, plan)
@@ -156,6 +175,11 @@ def _one_repository(loaded: LoadedPlan, root: Path) -> None:
 
 def start(plan_path: Path, options: RunOptions, cwd: Path | None = None) -> tuple[Repo, str]:
     """Validate, preflight and record a new run; returns its id (nothing has run yet)."""
+    from plait.plan.load import load_plan
+    from plait.run import reuse
+    from plait.run.preflight import preflight
+    from plait.run.prompts import check_at_start, read_documents
+
     repo = open_repo(cwd)
     loaded = load_plan(plan_path, relax_phases=options.relax_phases, root=repo.root)
     if options.agent:  # `--agent`: plans from other tools cannot name a profile
@@ -191,6 +215,9 @@ def execute(repo: Repo, run_id: str, listener: Listener | None = None, resume: b
     """Run (or continue) a recorded run to its end. `task_env(task_id)` adds variables to each agent's
     environment (tests point agents at their own scripted model server this way); `make_agent` and
     `clock` replace the agents and the engine's clock (plait.testing's FakeAgent and VirtualClock)."""
+    from plait.plan.model import Plan
+    from plait.run.engine import Engine, RunOptions
+
     row = _run_row(repo, run_id)
     plan = Plan.model_validate_json(row["plan_json"])
     options = RunOptions(**json.loads(row["options_json"]))
@@ -217,6 +244,8 @@ def execute(repo: Repo, run_id: str, listener: Listener | None = None, resume: b
         finally:
             redact_files(engine.ctx.paths.run_dir)  # the last word: nothing under the run keeps a secret
     if status == "completed":  # all work is in its branches: the agents' homes and workspaces can go
+        from plait.git import workspace
+
         workspace.remove_all(engine.ctx.paths.workspaces)
     return status
 
@@ -265,6 +294,8 @@ def resumable(run_id: str, cwd: Path | None = None) -> Repo:
 
 def _clean_stale(repo: Repo, run_id: str) -> None:
     """Workspaces left by a killed process (flock locks die with it; its agents died with it too)."""
+    from plait.git import workspace
+
     for row in repo.store.tasks(run_id):
         if row["state"] != TaskState.DONE and row["worktree"]:
             workspace.remove(Path(row["worktree"]))
@@ -290,27 +321,24 @@ def _run_row(repo: Repo, run_id: str | None) -> dict[str, Any]:
 
 def status(run_id: str | None = None, cwd: Path | None = None) -> dict[str, Any]:
     """The run's state as plain data: the seed-001 fields plus per-task detail and metrics."""
-    repo = open_repo(cwd)
+    repo = _reading_repo(cwd)
     row = _run_row(repo, run_id)
     rid = row["id"]
     tasks = repo.store.tasks(rid)
-    events = repo.store.events(rid)
-    plan = json.loads(row["plan_json"])
-    needs = {t["id"]: t.get("needs", []) for t in plan["tasks"]}
-    gates = {t["id"] for t in plan["tasks"] if t.get("gate")}
+    summary = repo.store.summary(rid)  # not every event: kept current as they are written
+    needs, gates = report.plan_graph(row["plan_json"])
     from plait import graph
 
     level = graph.levels(needs)
     active = [t for t in tasks if t["state"] in (TaskState.RUNNING, TaskState.RETRYING)]
     phase = (f"level {min(level[t['task_id']] for t in active)}" if active else
              "integration" if row["status"] == "running" else row["status"])
-    metrics = report.compute(row, tasks, repo.store.attempts(rid), events)
+    metrics = report.compute(row, tasks, repo.store.attempts(rid), summary=summary)
     live = is_live(repo, rid)
     if not live:  # nothing runs them any more: a killed or interrupted run's tasks wait for `plait resume`
         tasks = [{**t, "state": "interrupted"} if t["state"] in (TaskState.RUNNING, TaskState.RETRYING) else t
                  for t in tasks]
     status_word = row["status"] if live or row["status"] not in ("running", "cancelling") else "interrupted"
-    last = events[-1] if events else None
     return {
         "run_id": rid,
         "status": status_word,
@@ -324,30 +352,30 @@ def status(run_id: str | None = None, cwd: Path | None = None) -> dict[str, Any]
         "failed_tasks": [{"id": t["task_id"], "name": t["title"], "error": t["error"]}
                          for t in tasks if t["state"] == TaskState.FAILED],
         "counts": {s: sum(1 for t in tasks if t["state"] == s) for s in [*map(str, TaskState), "interrupted"]},
-        "output": f"{last['kind']} {last['task_id'] or ''}".strip() if last else "",
+        "output": summary.get("last", ""),
         "tasks": [{
             "id": t["task_id"], "title": t["title"], "state": t["state"], "level": level.get(t["task_id"]),
             "branch": t["branch"], "attempt": t["attempt"], "started_at": t["started_at"],
             "finished_at": t["finished_at"], "commit": t["commit_sha"],
             "verify": None if t["verify_exit"] is None and t["state"] != TaskState.DONE else
             {"exit_code": t["verify_exit"], "seconds": t["verify_seconds"]},
-            "conflicts": json.loads(t["conflicts_json"] or "[]"),
-            "deviations": json.loads(t["deviations_json"] or "[]"),
-            "incidents": json.loads(t["incidents_json"] or "[]"),
+            "conflicts": report.json_list(t["conflicts_json"]),
+            "deviations": report.json_list(t["deviations_json"]),
+            "incidents": report.json_list(t["incidents_json"]),
             "workspace": t["worktree"],
             "error": t["error"], "cost_usd": t["cost_usd"], "gate": t["task_id"] in gates,
             "review": json.loads(t["review_json"]) if t.get("review_json") else None,
             "reused_from": t["reused_from"],
         } for t in tasks],
         "metrics": report.asdict(metrics),
-        "evidence": str(run_paths(repo, rid).run_dir),
-        "merged_context": merged.status_entry(run_paths(repo, rid).run_dir),
+        "evidence": str(evidence_dir(repo, rid)),
+        "merged_context": merged.status_entry(evidence_dir(repo, rid)),
     }
 
 
 def run_id_or_latest(run_id: str | None, cwd: Path | None = None) -> str:
     """`run_id` when it names a run of this repository, else the latest run's id (one-line error: none)."""
-    return str(_run_row(open_repo(cwd), run_id)["id"])
+    return str(_run_row(_reading_repo(cwd), run_id)["id"])
 
 
 def cancel_run(run_id: str | None, cwd: Path | None = None) -> tuple[str, str]:
@@ -382,6 +410,8 @@ def clean(cwd: Path | None = None, run_id: str | None = None, branches: bool = F
     """Remove finished runs' workspaces (evidence stays) and, with `branches`, their `plait/<run>/*`
     branches (each deleted only if it still points where it was read). A live run is never touched,
     nor a branch you have checked out."""
+    from plait.git import workspace
+
     repo = open_repo(cwd)
     rows = [_run_row(repo, run_id)] if run_id else repo.store.runs()
     current = repo.git.head_branch()
@@ -412,7 +442,7 @@ def clean(cwd: Path | None = None, run_id: str | None = None, branches: bool = F
 
 def final_metrics(repo: Repo, run_id: str) -> report.Metrics:
     row = _run_row(repo, run_id)
-    m = report.compute(row, repo.store.tasks(run_id), repo.store.attempts(run_id), repo.store.events(run_id))
+    m = report.compute(row, repo.store.tasks(run_id), repo.store.attempts(run_id), summary=repo.store.summary(run_id))
     report.write(run_paths(repo, run_id).run_dir, m)
     return m
 
@@ -420,6 +450,8 @@ def final_metrics(repo: Repo, run_id: str) -> report.Metrics:
 def run_record(repo: Repo, run_id: str | None = None) -> html_report.RunRecord:
     """Everything the state database holds about a run (the latest by default), read once: what the HTML
     report and the dashboard draw."""
+    from plait import html_report
+
     rid = _run_row(repo, run_id)["id"]
     return html_report.RunRecord(run=_run_row(repo, rid), tasks=repo.store.tasks(rid),
                                  attempts=repo.store.attempts(rid), events=repo.store.events(rid),
@@ -428,6 +460,8 @@ def run_record(repo: Repo, run_id: str | None = None) -> html_report.RunRecord:
 
 def write_html_report(repo: Repo, run_id: str | None = None) -> Path:
     """Write the run's report.html beside its REPORT.md; returns its path."""
+    from plait import html_report
+
     record = run_record(repo, run_id)
     path = run_paths(repo, record.run["id"]).run_dir / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -450,6 +484,8 @@ def land(run_id: str | None = None, how: str = "merge", cwd: Path | None = None)
     """Bring a completed run's integration result onto the checked-out branch (`how`: "merge" — a
     fast-forward when possible — or "squash"), or with "stack" create the run's stacked branches and
     leave your branch alone. The one verb that moves a branch of yours, and only when called."""
+    from plait.git import land as git_land
+
     repo = open_repo(cwd)
     row = _run_row(repo, run_id)
     rid = row["id"]
@@ -471,6 +507,9 @@ def land(run_id: str | None = None, how: str = "merge", cwd: Path | None = None)
 
 def _stack_run(repo: Repo, row: dict[str, Any]) -> Landing:
     """The run's `plait/<run>/stack/<task>` branches, made as `--deliver stack` makes them if it has none."""
+    from plait.git import stack
+    from plait.plan.model import Plan
+
     rid = row["id"]
     prefix = f"refs/heads/plait/{rid}/stack/"
     existing = repo.git.list_refs(prefix)
@@ -492,7 +531,7 @@ def runs(cwd: Path | None = None) -> list[dict[str, Any]]:
         tasks = repo.store.tasks(row["id"])
         live = is_live(repo, row["id"])
         word = row["status"] if live or row["status"] not in ("running", "cancelling") else "interrupted"
-        m = report.compute(row, tasks, repo.store.attempts(row["id"]), repo.store.events(row["id"]))
+        m = report.compute(row, tasks, repo.store.attempts(row["id"]), summary=repo.store.summary(row["id"]))
         out.append({"run_id": row["id"], "plan": row["plan_path"], "status": word,
                     "created_at": row.get("created_at"), "finished_at": row.get("finished_at"),
                     "tasks": len(tasks), "done": sum(1 for t in tasks if t["state"] == TaskState.DONE),
@@ -521,7 +560,8 @@ def uncommitted(repo: Repo, run_id: str) -> tuple[int, str]:
 def live_metrics(repo: Repo, run_id: str) -> report.Metrics:
     """The run's figures so far (nothing written: the process running it writes the report at its end)."""
     row = _run_row(repo, run_id)
-    return report.compute(row, repo.store.tasks(run_id), repo.store.attempts(run_id), repo.store.events(run_id))
+    return report.compute(row, repo.store.tasks(run_id), repo.store.attempts(run_id),
+                          summary=repo.store.summary(run_id))
 
 
 def events_since(repo: Repo, run_id: str, after: int = 0) -> list[dict[str, Any]]:

@@ -9,12 +9,15 @@ import sys
 import tempfile
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
 
 from plait import __version__
 from plait.errors import PlaitError
+
+if TYPE_CHECKING:  # `plait --help` and `plait status --json` never load rich (docs/benchmarks.md)
+    from rich.console import Console
 
 EXIT_USER_ERROR = 1
 EXIT_BUG = 3
@@ -212,7 +215,7 @@ def status(run_id: str | None, as_json: bool, watch: bool) -> None:
 
     if watch and not as_json:
         sys.exit(follow(run_id, _console()))
-    show(run_id, as_json, _console())
+    show(run_id, as_json, _console)
 
 
 @cli.command()
@@ -339,6 +342,8 @@ def mcp(http: bool, host: str, port: int, token: str | None, repo: Path | None) 
 
 def _console() -> Console:
     """On a terminal, its width; elsewhere (CI, logs, pipes) lines are never wrapped: paths and ids stay whole."""
+    from rich.console import Console
+
     terminal = Console().is_terminal
     return Console(highlight=False, soft_wrap=not terminal, width=None if terminal else 100_000)
 

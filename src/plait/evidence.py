@@ -8,11 +8,13 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from plait.agents.base import ErrorKind
-from plait.plan.model import Plan, Task
 from plait.redact import write_text
+
+if TYPE_CHECKING:  # annotations only: reading evidence (`plait status`) needs no plan model
+    from plait.agents.base import ErrorKind
+    from plait.plan.model import Plan, Task
 
 CONTEXT_VERSION = "1.0"
 

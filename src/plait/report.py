@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from plait import graph
-from plait.plan.model import format_duration as fd
-from plait.state import EventKind, TaskState
+from plait.state import EventKind, TaskState, summarize
+from plait.text import format_duration as fd
 from plait.text import printable
 
 __all__ = ["Metrics", "asdict", "compute", "lines", "write"]
-
-# Events a run's own process does not write: the next process's preparations before its `run.started`
-# (`task.reset`, the rehearsal server) and `plait cancel` from another shell. They say nothing about
-# when the process before them stopped.
-NOT_THE_RUNNER = {EventKind.TASK_RESET, EventKind.REHEARSAL_SERVER,
-                  EventKind.RUN_CANCEL_REQUESTED, EventKind.RUN_CANCELLED}
 
 
 @dataclass(frozen=True)
@@ -62,15 +57,18 @@ class Metrics:
 
 
 def compute(run: dict[str, Any], tasks: list[dict[str, Any]], attempts: list[dict[str, Any]],
-            events: list[dict[str, Any]]) -> Metrics:
-    plan = json.loads(run["plan_json"])
+            events: list[dict[str, Any]] | None = None, summary: dict[str, Any] | None = None) -> Metrics:
+    """The run's metrics from its rows, and from its events or (cheaper, the same figures) its summary
+    (`Store.summary`, kept current as events are written)."""
+    s = summary if summary is not None else summarize(events or [])
+    spans = [(start, end) for start, end in s.get("spans", [])]
+    needs, _ = plan_graph(run["plan_json"])
     options = json.loads(run.get("options_json") or "{}")
-    needs = {t["id"]: list(t.get("needs", [])) for t in plan["tasks"]}
     spent: dict[str, float] = dict.fromkeys(needs, 0.0)
-    ran = attempt_intervals(attempts, events)
+    ran = intervals(attempts, spans)
     for tid, (start, end) in ran:
         spent[tid] = spent.get(tid, 0.0) + end - start
-    wall = union_seconds([span for _, span in ran] + waits(events))
+    wall = union_seconds([span for _, span in ran] + waits(s, spans))
     work = sum(spent.values())
     cp_path = graph.critical_path(needs, spent)
     cp = sum(spent[t] for t in cp_path)
@@ -80,7 +78,7 @@ def compute(run: dict[str, Any], tasks: list[dict[str, Any]], attempts: list[dic
     reused = {t["task_id"]: t["reused_from"] for t in tasks if t.get("reused_from")}
     measured = done > len(reused) and wall > 0
     costs = [t["cost_usd"] for t in tasks if t["cost_usd"] is not None]
-    at_integration = integration_lines(events)
+    at_integration = integration_lines(s.get("integration", []))
     costs += [c for c, _ in at_integration if c is not None]
     return Metrics(
         run_id=run["id"], status=run["status"], jobs=jobs, rehearsal=bool(options.get("rehearse")),
@@ -90,18 +88,28 @@ def compute(run: dict[str, Any], tasks: list[dict[str, Any]], attempts: list[dic
         efficiency=round(lb / wall, 3) if measured else None, tasks=len(tasks), done=done,
         failed=[t["task_id"] for t in tasks if t["state"] == TaskState.FAILED],
         blocked=[t["task_id"] for t in tasks if t["state"] == TaskState.BLOCKED],
-        retries=sum(1 for e in events if e["kind"] == EventKind.TASK_RETRY),
-        conflicts=sum(1 for e in events if e["kind"] == EventKind.TASK_CONFLICT),
+        retries=s.get("retries", 0), conflicts=s.get("conflicts", 0),
         cost_usd=round(sum(costs), 6) if costs else None,
         tokens_in=sum(t["tokens_in"] or 0 for t in tasks), tokens_out=sum(t["tokens_out"] or 0 for t in tasks),
         deviations={t["task_id"]: found for t in tasks if (found := deviation_lines(t))},
         reviews={t["task_id"]: json.loads(t["review_json"]) for t in tasks if t.get("review_json")},
         integration_agents=[line for _, line in at_integration],
-        failed_gate=next((e["data"].get("gate") for e in events if e["kind"] == EventKind.RUN_GATE_FAILED), None),
-        why=next((str(e["data"].get("why") or "") for e in reversed(events)
-                  if e["kind"] == EventKind.RUN_FINISHED), ""),
+        failed_gate=s.get("failed_gate"), why=s.get("why", ""),
         reused=reused,
     )
+
+
+@lru_cache(maxsize=4)
+def plan_graph(plan_json: str) -> tuple[dict[str, list[str]], frozenset[str]]:
+    """(each task's needs, the gates) of a recorded plan: read once per plan (a status read needs them twice,
+    and 1,000 tasks' plan is half a megabyte of JSON). Not to be changed by the caller."""
+    tasks = json.loads(plan_json)["tasks"]
+    return {t["id"]: list(t.get("needs", [])) for t in tasks}, frozenset(t["id"] for t in tasks if t.get("gate"))
+
+
+def json_list(text: str | None) -> list[Any]:
+    """A task's list column (`conflicts_json`, `deviations_json`...): most are empty, read without a parse."""
+    return [] if not text or text == "[]" else list(json.loads(text))
 
 
 def integration_lines(events: list[dict[str, Any]]) -> list[tuple[float | None, str]]:
@@ -130,21 +138,15 @@ def integration_lines(events: list[dict[str, Any]]) -> list[tuple[float | None, 
 
 
 def deviation_lines(task: dict[str, Any]) -> list[str]:
-    paths = json.loads(task.get("deviations_json") or "[]")
-    incidents = json.loads(task.get("incidents_json") or "[]")
+    paths = json_list(task.get("deviations_json"))
+    incidents = json_list(task.get("incidents_json"))
     return [f"out of scope: {p}" for p in paths] + [str(i) for i in incidents]
 
 
 def process_spans(events: list[dict[str, Any]]) -> list[tuple[float, float]]:
     """Each process that ran the run: from its `run.started` to the last event it wrote (`run.finished`,
     `run.interrupted`, or whatever it wrote last before it was killed)."""
-    spans: list[tuple[float, float]] = []
-    for e in events:
-        if e["kind"] == EventKind.RUN_STARTED:
-            spans.append((e["ts"], e["ts"]))
-        elif spans and e["kind"] not in NOT_THE_RUNNER:
-            spans[-1] = (spans[-1][0], max(spans[-1][1], e["ts"]))
-    return spans
+    return [(start, end) for start, end in summarize(events).get("spans", [])]
 
 
 def _end_of_process(spans: list[tuple[float, float]], at: float) -> float:
@@ -155,9 +157,14 @@ def _end_of_process(spans: list[tuple[float, float]], at: float) -> float:
 
 def attempt_intervals(attempts: list[dict[str, Any]],
                       events: list[dict[str, Any]]) -> list[tuple[str, tuple[float, float]]]:
+    """(task, (start, end)) of every attempt (see `intervals`)."""
+    return intervals(attempts, process_spans(events))
+
+
+def intervals(attempts: list[dict[str, Any]],
+              spans: list[tuple[float, float]]) -> list[tuple[str, tuple[float, float]]]:
     """(task, (start, end)) of every attempt. One its process never finished (killed, interrupted, or
     still running) ends with the last event that process wrote, never with the next process's start."""
-    spans = process_spans(events)
     out = []
     for a in attempts:
         start = a["started_at"]
@@ -168,17 +175,10 @@ def attempt_intervals(attempts: list[dict[str, Any]],
     return out
 
 
-def waits(events: list[dict[str, Any]]) -> list[tuple[float, float]]:
+def waits(summary: dict[str, Any], spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
     """Back-off waits before a retry, and integration to the run's end, each within its process."""
-    spans = process_spans(events)
-    out = []
-    for e in events:
-        end = _end_of_process(spans, e["ts"])
-        if e["kind"] == EventKind.TASK_RETRY:
-            out.append((e["ts"], min(end, e["ts"] + float(e["data"].get("delay") or 0.0))))
-        elif e["kind"] == EventKind.INTEGRATION_STARTED:
-            out.append((e["ts"], end))
-    return out
+    out = [(ts, min(_end_of_process(spans, ts), ts + float(delay or 0.0))) for ts, delay in summary.get("waits", [])]
+    return out + [(ts, _end_of_process(spans, ts)) for ts in summary.get("integration_started", [])]
 
 
 def union_seconds(intervals: list[tuple[float, float]]) -> float:

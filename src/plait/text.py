@@ -1,12 +1,13 @@
 """Text from agents and commands, made fit for people: `printable` (no control characters reach a terminal
-or a file someone will `cat`) and `clip` (bounded, saying how much was cut and where the rest is)."""
+or a file someone will `cat`) and `clip` (bounded, saying how much was cut and where the rest is); and
+`format_duration`, here rather than in the plan model so that what prints a run's times needs no pydantic."""
 
 from __future__ import annotations
 
 import re
 from typing import Literal
 
-__all__ = ["clip", "printable"]
+__all__ = ["clip", "format_duration", "printable"]
 
 # Colour and style only (SGR: ESC [ params m): dropped, since pytest and most CLIs colour their output and
 # the codes carry nothing else. Every other control character is made visible instead, so an escape
@@ -65,3 +66,14 @@ def clip(text: str, limit: int, note: str = "", *, keep: Literal["start", "end"]
     if kept == 0:
         return line
     return f"{text[:kept]}\n{line}" if keep == "start" else f"{line}\n{text[-kept:]}"
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds -> the shortest readable form: 45s, 12m, 1h30m, 2.5h."""
+    if seconds < 90:
+        return f"{seconds:.0f}s" if seconds >= 1 or seconds == 0 else f"{seconds:.2f}s"
+    minutes = seconds / 60
+    if minutes < 60:
+        return f"{minutes:.0f}m"
+    hours, rest = divmod(round(minutes), 60)
+    return f"{hours}h{rest:02d}m" if rest else f"{hours}h"

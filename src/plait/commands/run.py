@@ -4,25 +4,25 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console, Group
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from plait import api, report, runner
-from plait.commands.progress import LiveProgress, PlainProgress
 from plait.errors import PlaitError
-from plait.plan.model import format_duration as fd
 from plait.redact import redact_file
-from plait.run import reuse
-from plait.run.engine import RunOptions
 from plait.state import EventKind
+from plait.text import format_duration as fd
 from plait.text import printable
+
+if TYPE_CHECKING:  # `plait status --json` renders no table: rich, progress and the engine load where used
+    from rich.console import Console, Group
+
+    from plait.commands.progress import PlainProgress
+    from plait.run.engine import RunOptions
 
 
 @contextmanager
@@ -41,10 +41,14 @@ def graceful_termination() -> Iterator[None]:
 
 
 def progress_for(console: Console, total: int) -> PlainProgress:
+    from plait.commands.progress import LiveProgress, PlainProgress
+
     return LiveProgress(console, total) if console.is_terminal else PlainProgress(console)
 
 
 def run(plan: Path, options: RunOptions, console: Console, detach: bool = False) -> int:
+    from rich.console import Console
+
     repo, run_id = api.start(plan, options)
     if detach:
         notes = Console(stderr=True, highlight=False)  # stdout says only where the run went
@@ -87,6 +91,8 @@ def execute_with_progress(repo: api.Repo, run_id: str, console: Console, resume:
 
 def say_reused(repo: api.Repo, run_id: str, console: Console) -> None:
     """Which tasks an earlier run's verified work stands in for (`--fresh` runs them all)."""
+    from plait.run import reuse
+
     line = reuse.describe(api.reused(repo, run_id), api.task_count(repo, run_id))
     if line:
         console.print(line, markup=False, soft_wrap=True)
@@ -164,12 +170,16 @@ def finish(repo: api.Repo, run_id: str, status: str, console: Console) -> int:
     return 0 if status == "completed" else 1
 
 
-def status(run_id: str | None, as_json: bool, console: Console) -> None:
+def status(run_id: str | None, as_json: bool, console: Callable[[], Console]) -> None:
+    """`console()` makes the console, when one is needed: off a terminal, `--json` prints one line of plain
+    JSON (what scripts read, and cheap to make: a live run is polled with it) and loads no rich at all."""
     doc = api.status(run_id)
-    if as_json:
-        console.print_json(json.dumps(doc))
-        return
-    render_status(doc, console)
+    if as_json and not sys.stdout.isatty():
+        sys.stdout.write(json.dumps(doc) + "\n")
+    elif as_json:
+        console().print_json(json.dumps(doc))
+    else:
+        render_status(doc, console())
 
 
 def review_cell(review: dict[str, Any] | None) -> str:
@@ -189,6 +199,10 @@ def render_status(doc: dict[str, Any], console: Console) -> None:
 def status_view(doc: dict[str, Any]) -> Group:
     """The status table. Errors, incidents and paths come from agents and commands: shown as plain text
     (no markup), with control characters made visible."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
     c = doc["counts"]
     label = " (rehearsal)" if doc.get("rehearsal") or doc.get("metrics", {}).get("rehearsal") else ""
     phase = f" — {doc['phase']}" if doc["phase"] != doc["status"] else ""
@@ -234,6 +248,9 @@ def watch(run_id: str | None, console: Console) -> int:
 
 
 def list_runs(as_json: bool, console: Console) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     found = api.runs()
     if as_json:
         console.print_json(json.dumps(found))

@@ -99,6 +99,37 @@ def _check_version() -> None:
                          "upgrade git")
 
 
+def _locate(start: Path) -> tuple[Path, Path, Mapping[str, str], Path] | None:
+    """(work tree, common dir, clean env, git dir) of the repository `start` is in, when plain to see."""
+    try:
+        device = os.stat(start).st_dev
+        for folder in (start, *start.parents):
+            info = os.stat(folder)
+            if info.st_dev != device or info.st_uid != os.getuid():
+                return None
+            dot = folder / ".git"
+            if dot.is_dir():
+                git_dir = dot
+            elif dot.is_file():
+                text = dot.read_text()
+                if not text.startswith("gitdir: "):
+                    return None
+                git_dir = (folder / text.removeprefix("gitdir: ").strip()).resolve()
+            else:
+                continue
+            common = git_dir
+            if (git_dir / "commondir").is_file():
+                common = (git_dir / (git_dir / "commondir").read_text().strip()).resolve()
+            config = (common / "config").read_text()
+            if not (git_dir / "HEAD").is_file() or start.is_relative_to(git_dir) or "worktree" in config \
+                    or "bare = true" in config:
+                return None
+            return folder, common, clean_env(), git_dir
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None
+
+
 class Git:
     """One repository: `root` is the working tree plait was started in, `common_dir` the shared `.git`."""
 
@@ -137,6 +168,18 @@ class Git:
             raise GitError.failed(done)
         root, common, git_dir = done.stdout.splitlines()[:3]
         return cls(Path(root), Path(common), env, Path(git_dir))
+
+    @classmethod
+    def find(cls, path: Path) -> Git:
+        """`discover` without running git, for reads that must stay cheap (`plait status`): the first `.git`
+        up from `path`, a folder or a file naming the git dir (a linked worktree, a submodule), and the common
+        dir that git dir's `commondir` names. Like `discover`, `GIT_DIR` and the other `GIT_*` variables are
+        ignored. What git would treat differently (a bare repository, a `core.worktree`, inside `.git`, another
+        file system or another user's folder on the way up) is left to `discover`."""
+        found = _locate(path.resolve())
+        if found is None:
+            return cls.discover(path)
+        return cls(*found)
 
     @classmethod
     def init(cls, path: Path, initial_commit: str | None = None, branch: str = "main") -> Git:

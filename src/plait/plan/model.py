@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from plait.text import format_duration as format_duration  # re-exported: plan code names it here
+
 # One `<number><unit>` part of a duration; parts are read one after another (linear in the text: a
 # single regular expression over the whole text backtracked for seconds on crafted spacing).
 _DURATION_PART = re.compile(r"\s*(\d{1,15}(?:\.\d{1,15})?)\s*([hms])")
@@ -87,17 +89,6 @@ Duration = Annotated[
     PlainSerializer(_seconds_text, return_type=str),
     WithJsonSchema(_DURATION_SCHEMA),
 ]
-
-
-def format_duration(seconds: float) -> str:
-    """Seconds -> the shortest readable form: 45s, 12m, 1h30m, 2.5h."""
-    if seconds < 90:
-        return f"{seconds:.0f}s" if seconds >= 1 or seconds == 0 else f"{seconds:.2f}s"
-    minutes = seconds / 60
-    if minutes < 60:
-        return f"{minutes:.0f}m"
-    hours, rest = divmod(round(minutes), 60)
-    return f"{hours}h{rest:02d}m" if rest else f"{hours}h"
 
 
 class Size(StrEnum):

@@ -17,13 +17,16 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from plait.evidence import CONTEXT_VERSION, read_json
 from plait.redact import redact, write_text
 from plait.run.concerns import ALIGNED, NOT_ALIGNED, UNKNOWN, concerns, interface, subject
-from plait.run.context import RunContext
-from plait.run.integrate import IntegrationResult
+
+# Annotations only, and the evidence module is imported where it is used: `status_entry` (`plait status`)
+# needs none of them.
+if TYPE_CHECKING:
+    from plait.run.context import RunContext
+    from plait.run.integrate import IntegrationResult
 
 __all__ = ["concerns", "interface", "merged_context", "parent_context", "subject", "write_merged", "write_parent"]
 
@@ -60,6 +63,8 @@ def _write(path: Path, doc: Mapping[str, Any]) -> Path:
 
 
 def parent_context(ctx: RunContext) -> dict[str, Any]:
+    from plait.evidence import CONTEXT_VERSION
+
     plan = ctx.plan
     tasks = [{"id": t.id, "title": t.title, "role": t.role or "software-engineer",
               "agent": plan.agent_for(t, ctx.profiles), "needs": list(t.needs), "files": list(t.files),
@@ -103,6 +108,8 @@ def _verification(result: IntegrationResult | None) -> dict[str, Any] | None:
 def merged_context(ctx: RunContext, rows: Sequence[Mapping[str, Any]], status: str,
                    result: IntegrationResult | None) -> dict[str, Any]:
     """`rows`: the run's tasks as the state database holds them (state, attempt, times, commit, error)."""
+    from plait.evidence import CONTEXT_VERSION, read_json
+
     plan, paths = ctx.plan, ctx.paths
     by_id = {r["task_id"]: r for r in rows}
     docs: dict[str, dict[str, Any]] = {}
@@ -179,8 +186,11 @@ def write_merged(ctx: RunContext, rows: Sequence[Mapping[str, Any]], status: str
 
 def status_entry(run_dir: Path) -> dict[str, Any] | None:
     """What `plait status --json` shows of the merged context: where it is and its concerns, counted."""
-    doc = read_json(run_dir / MERGED_FILE)
-    if not doc:
+    try:
+        doc = json.loads((run_dir / MERGED_FILE).read_text())
+    except (OSError, ValueError):  # not written yet (the run has not ended)
+        return None
+    if not isinstance(doc, dict) or not doc:
         return None
     found = doc.get("integration_concerns") or []
     return {"path": str(run_dir / MERGED_FILE), "phase": doc.get("phase"),

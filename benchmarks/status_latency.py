@@ -1,0 +1,174 @@
+"""`plait status --json` while a 1,000-task run is live, and after: this tree against an earlier revision.
+
+A real run: a small repository, a plan of `--tasks` independent tasks of the `script` agent (each writes
+one file; verify `true`), started with `plait run --detach --jobs 8`. Once `--warmup` tasks are done,
+`plait status --json` runs `--repeat` times from another process (stdout a pipe, as a script reads it),
+alternating this tree's code ("after") with the code of `--before` (a revision's `src/`, exported with
+`git archive` to a temporary folder: "before"), both reading the same state database. Then the run is
+cancelled (or, with `--finish`, waited for) and both are measured again. Wall time per call, and CPU
+(user + system of the child, from `getrusage(RUSAGE_CHILDREN)`); p50 and p99.
+
+Imports: wall and CPU of `python -m plait --help` and of `plait status --json` on the finished run, and
+how many modules each imported and whether pydantic or rich was among them (`sys.modules` at exit).
+
+Run: .venv/bin/python -m benchmarks.status_latency [--tasks 1000] [--repeat 30] [--before HEAD]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# As installed: bytecode is written once and then used (PYTHONDONTWRITEBYTECODE would compile every module
+# at every call, which no user's `plait status` does)
+ENV = {**{k: v for k, v in os.environ.items() if not k.startswith("GIT_") and k != "PYTHONDONTWRITEBYTECODE"},
+       "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "bench",
+       "GIT_COMMITTER_EMAIL": "b@x"}
+# `python -m plait ARGS`, saying at exit how many modules it imported, and which of the heavy packages (on stderr)
+PROBE = """import runpy, sys
+sys.argv = ['plait', *sys.argv[1:]]
+try:
+    runpy.run_module('plait', run_name='__main__')
+finally:
+    print(len(sys.modules), 'modules', *sorted(m for m in ('pydantic', 'rich') if m in sys.modules), file=sys.stderr)
+"""
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, env=ENV, check=True, capture_output=True, text=True).stdout
+
+
+def make_run_repo(path: Path, tasks: int) -> Path:
+    path.mkdir(parents=True)
+    git(path, "init", "-q", "-b", "main")
+    (path / "README.md").write_text("status latency benchmark\n")
+    plan = ["plait: 1", "name: status-latency", "defaults: {agent: script, verify: 'true'}",
+            "integration: {verify: 'true'}", "tasks:"]
+    for i in range(tasks):
+        plan += [f"  - id: t{i}", f"    title: Task {i}", f"    prompt: write out/f{i}.txt",
+                 f"    files: [out/f{i}.txt]", f"    script: {{write: {{out/f{i}.txt: '{i}'}}}}"]
+    (path / "plan.yaml").write_text("\n".join(plan) + "\n")
+    git(path, "add", "-A")
+    git(path, "commit", "-qm", "initial")
+    return path / "plan.yaml"
+
+
+def export(rev: str, into: Path) -> Path:
+    """The package as it was at `rev`, without touching the working tree."""
+    archive = subprocess.run(["git", "archive", rev, "src"], cwd=ROOT, env=ENV, check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into / "src"
+
+
+def plait(repo: Path, src: Path, *args: str) -> tuple[float, float, str, str]:
+    """(wall, CPU of the child, stdout, stderr) of one `plait ARGS` with the package from `src`."""
+    env = {**ENV, "PYTHONPATH": str(src)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=repo, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise RuntimeError(f"plait {' '.join(args)} failed: {done.stderr.strip()[-500:]}")
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return wall, cpu, done.stdout, done.stderr.strip()
+
+
+def status_doc(repo: Path, src: Path) -> dict[str, object]:
+    doc = json.loads(plait(repo, src, "status", "--json")[2])
+    assert isinstance(doc, dict)
+    return doc
+
+
+def p99(values: list[float]) -> float:
+    return sorted(values)[min(len(values) - 1, round(0.99 * (len(values) - 1)))]
+
+
+def measure(repo: Path, sources: dict[str, Path], repeat: int, when: str) -> None:
+    times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in sources}
+    size = 0
+    for src in sources.values():  # unmeasured: the first call writes the bytecode
+        plait(repo, src, "status", "--json")
+    for _ in range(repeat):
+        for name, src in sources.items():
+            wall, cpu, out, _ = plait(repo, src, "status", "--json")
+            times[name][0].append(wall)
+            times[name][1].append(cpu)
+            size = max(size, len(out))
+    for name, (walls, cpus) in times.items():
+        print(f"| {when} | {name} | {1000 * statistics.median(walls):.0f} ms | {1000 * p99(walls):.0f} ms "
+              f"| {1000 * statistics.median(cpus):.0f} ms | {1000 * p99(cpus):.0f} ms | {size // 1000} KB |",
+              flush=True)
+
+
+def wait_for(repo: Path, src: Path, until: str, done: int, timeout: float) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        doc = status_doc(repo, src)
+        counts = doc["counts"]
+        assert isinstance(counts, dict)
+        if (until == "done" and counts["done"] >= done) or (until == "over" and doc["status"] != "running"
+                                                            and doc["status"] != "cancelling"):
+            return doc
+        time.sleep(1.0)
+    raise TimeoutError(f"the run did not reach {until} {done} in {timeout:.0f} s")
+
+
+def imports(repo: Path, sources: dict[str, Path], repeat: int) -> None:
+    for src in sources.values():
+        plait(repo, src, "--help")
+    for args in (("--help",), ("status", "--json")):
+        for name, src in sources.items():
+            runs = [plait(repo, src, *args) for _ in range(repeat)]
+            imported = runs[0][3].splitlines()[-1]
+            print(f"| plait {' '.join(args)} | {name} | {1000 * statistics.median(r[0] for r in runs):.0f} ms "
+                  f"| {1000 * statistics.median(r[1] for r in runs):.0f} ms | {imported} |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument("--jobs", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=300, help="tasks done before the live measurement")
+    parser.add_argument("--before", default="HEAD", help="the revision to compare with ('' for none)")
+    parser.add_argument("--finish", action="store_true", help="wait for the run to end instead of cancelling it")
+    parser.add_argument("--timeout", type=float, default=3600.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="plait-status-bench-") as tmp:
+        sources = {"after": ROOT / "src"}
+        if args.before:
+            (Path(tmp) / "before").mkdir()
+            sources["before"] = export(args.before, Path(tmp) / "before")
+        repo = Path(tmp) / "repo"
+        plan = make_run_repo(repo, args.tasks)
+        env = {**ENV, "XDG_CACHE_HOME": str(Path(tmp) / "cache"), "PYTHONPATH": str(ROOT / "src")}
+        subprocess.run([sys.executable, "-m", "plait", "run", str(plan), "--jobs", str(args.jobs), "--detach"],
+                       cwd=repo, env=env, check=True, capture_output=True)
+        after = sources["after"]
+        wait_for(repo, after, "done", min(args.warmup, args.tasks), args.timeout)
+        print("| when | code | wall p50 | wall p99 | CPU p50 | CPU p99 | output |\n|---|---|---|---|---|---|---|")
+        measure(repo, sources, args.repeat, f"live ({status_doc(repo, after)['phase']})")
+        if not args.finish:
+            with contextlib.suppress(RuntimeError):  # it may have ended already
+                plait(repo, after, "cancel")
+        doc = wait_for(repo, after, "over", 0, args.timeout)
+        counts = doc["counts"]
+        assert isinstance(counts, dict)
+        measure(repo, sources, args.repeat, f"after ({doc['status']}, {counts['done']} done)")
+        print("\n| command | code | wall p50 | CPU p50 | imported |\n|---|---|---|---|---|")
+        imports(repo, sources, max(5, args.repeat // 3))
+
+
+if __name__ == "__main__":
+    main()
