@@ -21,7 +21,8 @@ from mcp import Client, StdioServerParameters
 from gitfixtures import make_repo
 from plait.testing import ModelServer, Scenario, call, hang, text
 from runfixtures import git, require_cli
-from test_mcp import DEADLINE, PLAN
+from test_mcp import DEADLINE, PLAN, until_finished
+from test_mcp import call as structured
 
 pytestmark = pytest.mark.anyio
 
@@ -42,28 +43,11 @@ def stdio(repo: Path) -> StdioServerParameters:
                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
-async def structured(client: Client, tool: str, **args: Any) -> dict[str, Any]:
-    result = await client.call_tool(tool, args)
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return result.structured_content
-
-
-async def finished(client: Client, run_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + DEADLINE
-    while True:
-        doc = await structured(client, "status", run_id=run_id)
-        if doc["status"] not in ("running", "cancelling"):
-            return doc
-        assert time.monotonic() < deadline, f"run {run_id} still {doc['status']} after {DEADLINE}s"
-        time.sleep(0.2)
-
-
 async def test_a_whole_run_over_a_real_stdio_subprocess(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo", {"README.md": "x\n", "plan.yaml": PLAN})
     async with Client(stdio(repo)) as client:
         run_id = (await structured(client, "run", plan="plan.yaml"))["run_id"]
-        assert (await finished(client, run_id))["status"] == "completed"
+        assert (await until_finished(client, run_id))["status"] == "completed"
         reported = await structured(client, "report", run_id=run_id)
         assert "tasks 2/2 done" in reported["report"]
     assert git(repo, "show", f"plait/{run_id}/integration:a.txt") == "a"
@@ -133,7 +117,7 @@ async def test_a_run_outlives_a_killed_server_and_stdout_carries_only_protocol(t
             assert json.loads(line)["jsonrpc"] == "2.0", line  # nothing but protocol messages
     gate.write_text("")
     async with Client(stdio(repo)) as client:  # a new session, a new server process
-        doc = await finished(client, run_id)
+        doc = await until_finished(client, run_id)
     assert doc["status"] == "completed" and doc["counts"]["done"] == 2
 
 

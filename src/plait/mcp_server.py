@@ -18,7 +18,8 @@ import ipaddress
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -106,8 +107,13 @@ class RunReport(BaseModel):
     html_path: str | None = Field(description="The HTML report, when one was written.")
 
 
-def _fail(exc: PlaitError) -> ToolError:
-    return ToolError(str(exc))
+@contextmanager
+def tool_errors() -> Iterator[None]:
+    """A PlaitError becomes a tool error carrying the CLI's one line (what is wrong — how to fix it)."""
+    try:
+        yield
+    except PlaitError as exc:
+        raise ToolError(str(exc)) from None
 
 
 def server(root: Path | None = None, make_agent: MakeAgent | None = None) -> MCPServer:
@@ -130,22 +136,18 @@ def server(root: Path | None = None, make_agent: MakeAgent | None = None) -> MCP
         locations when `valid` is false."""
         from plait.commands.check import check_doc
 
-        try:
+        with tool_errors():
             return check_doc(in_repo(plan), jobs, relax_phases, root=repo().root)
-        except PlaitError as exc:
-            raise _fail(exc) from None
 
     @mcp.tool()
     async def spec(request: str, ctx: Context, agent: str | None = None) -> SpecWritten:
         """Write specs/<id>-<slug>/spec.md from a feature request, by the spec-writer agent (takes minutes;
         progress is reported as it goes)."""
         notify = _progress(ctx)
-        try:
+        with tool_errors():
             root = repo().root
             done = await anyio.to_thread.run_sync(
                 lambda: api.write_spec(request, agent=agent, cwd=root, notify=notify, make_agent=make_agent))
-        except PlaitError as exc:
-            raise _fail(exc) from None
         return SpecWritten(path=done.rel, rounds=done.rounds, evidence=str(done.evidence))
 
     @mcp.tool()
@@ -153,13 +155,11 @@ def server(root: Path | None = None, make_agent: MakeAgent | None = None) -> MCP
         """Write plan.yaml beside a spec, by the planner agent, repaired until it validates (at most `rounds`
         planner runs); returns its `plait check` analysis too."""
         notify = _progress(ctx)
-        try:
+        with tool_errors():
             root = repo().root
             done = await anyio.to_thread.run_sync(
                 lambda: api.write_plan(in_repo(spec), agent=agent, rounds=rounds, cwd=root, notify=notify,
                                        make_agent=make_agent))
-        except PlaitError as exc:
-            raise _fail(exc) from None
         return PlanWritten(path=str(done.path.relative_to(root)), check_path=str(done.check_json.relative_to(root)),
                            rounds=done.rounds, check=json.loads(done.check_json.read_text()))
 
@@ -175,13 +175,11 @@ def server(root: Path | None = None, make_agent: MakeAgent | None = None) -> MCP
 
         if deliver not in ("branch", "stack"):
             raise ToolError(f"deliver: {deliver!r} is not a delivery — use branch or stack")
-        try:
+        with tool_errors():
             r, run_id = api.start(in_repo(plan), RunOptions(jobs=jobs, deliver=deliver, max_cost=max_cost,
                                                             rehearse=rehearse, relax_phases=relax_phases,
                                                             agent=agent, fresh=fresh), cwd=repo().root)
             pid = start_detached(r, run_id)
-        except PlaitError as exc:
-            raise _fail(exc) from None
         return RunStarted(run_id=run_id, status="started", pid=pid,
                           message=f"run {run_id} started; poll status with run_id={run_id!r}")
 
@@ -189,10 +187,8 @@ def server(root: Path | None = None, make_agent: MakeAgent | None = None) -> MCP
     def status(run_id: str | None = None) -> dict[str, Any]:
         """A run's state (the latest run when run_id is omitted): status (running, completed, failed,
         cancelled, interrupted), phase, per-task state, verify results, reviews, conflicts, metrics."""
-        try:
+        with tool_errors():
             return api.status(run_id, cwd=repo().root)
-        except PlaitError as exc:
-            raise _fail(exc) from None
 
     @mcp.tool()
     def list_runs() -> RunList:
@@ -204,21 +200,17 @@ def server(root: Path | None = None, make_agent: MakeAgent | None = None) -> MCP
         """Continue a failed, cancelled or interrupted run in the background; verified tasks never run again."""
         from plait.runner import resume_detached
 
-        try:
+        with tool_errors():
             r = repo()
             pid = resume_detached(r, run_id)
-        except PlaitError as exc:
-            raise _fail(exc) from None
         return RunStarted(run_id=run_id, status="started", pid=pid,
                           message=f"run {run_id} resumed; poll status with run_id={run_id!r}")
 
     @mcp.tool()
     def cancel(run_id: str) -> Cancelled:
         """Stop a running run: its agents are stopped and nothing is delivered."""
-        try:
+        with tool_errors():
             return Cancelled(run_id=run_id, message=api.cancel(run_id, cwd=repo().root))
-        except PlaitError as exc:
-            raise _fail(exc) from None
 
     @mcp.tool()
     def land(run_id: str | None = None, how: str = "merge") -> Landed:
@@ -228,10 +220,8 @@ def server(root: Path | None = None, make_agent: MakeAgent | None = None) -> MCP
         your checkout has uncommitted changes in the files the result touches."""
         if how not in ("merge", "squash", "stack"):
             raise ToolError(f"how: {how!r} is not a way to land — use merge, squash or stack")
-        try:
+        with tool_errors():
             done = api.land(run_id, how, cwd=repo().root)
-        except PlaitError as exc:
-            raise _fail(exc) from None
         if done.landed is None:
             return Landed(run_id=done.run_id, message=f"stacked branches: {', '.join(done.stacked) or 'none'}",
                           branch=None, kind=None, old=None, new=None, stacked=done.stacked)
@@ -243,10 +233,8 @@ def server(root: Path | None = None, make_agent: MakeAgent | None = None) -> MCP
     def report_tool(run_id: str | None = None) -> RunReport:
         """A run's report (the latest run when run_id is omitted): REPORT.md's text and where the run's
         other reports are."""
-        try:
+        with tool_errors():
             return _report(repo(), run_id)
-        except PlaitError as exc:
-            raise _fail(exc) from None
 
     @mcp.resource("plait://schema/plan", name="plan-schema", mime_type="application/json",
                   description="The JSON Schema of plait's plan format (plait schema).")

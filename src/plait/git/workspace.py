@@ -130,6 +130,24 @@ def capture(git: Git, ws: Workspace, message: str) -> Capture:
     return Capture(commit, changed)
 
 
+def tree_state(git: Git, ws: Workspace) -> str:
+    """The work tree's file state, as a git tree (read with plait's own index, like a capture)."""
+    env = {"GIT_INDEX_FILE": str(ws.index)}
+    git.run(f"--work-tree={ws.tree}", "add", "-A", cwd=ws.tree, env=env)
+    return git.run("write-tree", env=env).strip()
+
+
+def put_back(git: Git, ws: Workspace, tree: str) -> list[str]:
+    """Put the work tree back to `tree`: the paths that had changed since (none: nothing to do)."""
+    now = tree_state(git, ws)
+    if now == tree:
+        return []
+    changed = [p for p in git.run("diff-tree", "-r", "-z", "--name-only", "--no-renames", tree, now).split("\0") if p]
+    git.run(f"--work-tree={ws.tree}", "read-tree", "--reset", "-u", tree, cwd=ws.tree,
+            env={"GIT_INDEX_FILE": str(ws.index)})
+    return changed
+
+
 def remove(path: Path) -> None:
     """Delete a workspace folder without following any symlink in it; already gone is fine.
 

@@ -5,7 +5,7 @@ the whole orchestration (worktrees, limits, verify, integration) runs without sp
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -70,7 +70,10 @@ def level_scenarios(plan: Plan, latency: float) -> dict[str, Scenario]:
 
 def _answer(task: Task, n: int) -> ReviewAnswer | None:
     """The task's scripted review answer in round `n` (the last repeats; None: approved)."""
-    answers = task.script.review if task.script else []
+    return _round(task.script.review if task.script else [], n)
+
+
+def _round(answers: Sequence[ReviewAnswer], n: int) -> ReviewAnswer | None:
     return answers[min(n, len(answers)) - 1] if answers else None
 
 
@@ -95,7 +98,7 @@ def integration_scenarios(plan: Plan, latency: float) -> dict[str, Scenario]:
     for n in range(1, max(rounds, plan.defaults.max_rounds) + 1):
         found[f"integration/test/repair-{n}"] = (scenario_from_script(script, latency=latency) if script else
                                                   Scenario([text("Rehearsal: no repair scripted.")], latency=latency))
-        answer = answers[min(n, len(answers)) - 1] if answers else None
+        answer = _round(answers, n)
         found[f"integration/test/end-review-{n}"] = found[f"integration/test/end-review-{n}-retry"] = \
             review_scenario(answer, latency)
         found[f"integration/test/end-fix-{n}"] = fix_scenario(script.fix if script else {}, latency)

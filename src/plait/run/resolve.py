@@ -175,20 +175,17 @@ class Bench:
         return result
 
     def diff(self, commit: str) -> str:
-        return self.ctx.git.run("diff", "--no-color", "--no-ext-diff", "--no-textconv", self.ctx.base_sha, commit)
+        return review.change_diff(self.ctx.git, self.ctx.base_sha, commit)  # the whole run's change
 
     def tree_state(self) -> str:
-        env = {"GIT_INDEX_FILE": str(self.ws.index)}
-        self.ctx.git.run(f"--work-tree={self.ws.tree}", "add", "-A", cwd=self.ws.tree, env=env)
-        return self.ctx.git.run("write-tree", env=env).strip()
+        return workspace.tree_state(self.ctx.git, self.ws)
 
     def put_back(self, tree: str) -> list[str]:
-        if self.tree_state() == tree:
-            return []
-        self.ctx.git.run(f"--work-tree={self.ws.tree}", "read-tree", "--reset", "-u", tree, cwd=self.ws.tree,
-                         env={"GIT_INDEX_FILE": str(self.ws.index)})
-        self.incidents.append("end review: the reviewer changed files (a reviewer only reads): put back")
-        return ["(reviewer's changes)"]
+        changed = workspace.put_back(self.ctx.git, self.ws, tree)
+        if changed:
+            self.incidents.append(f"end review: the reviewer changed {', '.join(changed[:10])} (a reviewer only "
+                                  "reads): put back")
+        return changed
 
     def report(self, kind: EventKind, data: dict[str, Any], record: ReviewRecord) -> None:
         names = {EventKind.TASK_REVIEWING: EventKind.INTEGRATION_REVIEWING,

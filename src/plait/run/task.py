@@ -324,23 +324,14 @@ class Attempt:
         return review.change_diff(self.ctx.git, self.base, commit)
 
     def tree_state(self) -> str:
-        """The work tree's file state, as a git tree (read with plait's own index, like a capture)."""
-        ws, git = self._ws(), self.ctx.git
-        env = {"GIT_INDEX_FILE": str(ws.index)}
-        git.run(f"--work-tree={ws.tree}", "add", "-A", cwd=ws.tree, env=env)
-        return git.run("write-tree", env=env).strip()
+        return workspace.tree_state(self.ctx.git, self._ws())
 
     def put_back(self, tree: str) -> list[str]:
         """Put the work tree back to `tree` if a reviewer changed it (possible only where the kernel cannot
         confine writes); what it had changed becomes an incident."""
-        ws, git, now = self._ws(), self.ctx.git, self.tree_state()
-        if now == tree:
-            return []
-        changed = [p for p in git.run("diff-tree", "-r", "-z", "--name-only", "--no-renames", tree, now).split("\0")
-                   if p]
-        git.run(f"--work-tree={ws.tree}", "read-tree", "--reset", "-u", tree, cwd=ws.tree,
-                env={"GIT_INDEX_FILE": str(ws.index)})
-        self.incidents.append(f"reviewer: changed {', '.join(changed[:10])} (a reviewer only reads): put back")
+        changed = workspace.put_back(self.ctx.git, self._ws(), tree)
+        if changed:
+            self.incidents.append(f"reviewer: changed {', '.join(changed[:10])} (a reviewer only reads): put back")
         return changed
 
     def report(self, kind: EventKind, data: dict[str, Any], record: ReviewRecord) -> None:
