@@ -29,7 +29,8 @@ sys.argv = ['plait', *sys.argv[1:]]
 try:
     runpy.run_module('plait', run_name='__main__')
 finally:
-    print(sorted(m for m in ('pydantic', 'rich', 'plait.plan.model') if m in sys.modules), file=sys.stderr)
+    print(sorted(m for m in ('pydantic', 'rich', 'plait.plan.model', 'click', 'subprocess') if m in sys.modules),
+          file=sys.stderr)
 """
 
 
@@ -111,18 +112,48 @@ def test_status_json_off_a_terminal_is_one_line_of_plain_json_without_pydantic_o
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("\n") == 1 and "\x1b" not in done.stdout
     assert json.loads(done.stdout) == api.status(run_id, cwd=repo.root)
-    assert done.stderr.strip().splitlines()[-1] == "[]"
+    assert done.stderr.strip().splitlines()[-1] == "[]", "no command-line framework, nothing that runs processes"
     text = subprocess.run([sys.executable, "-c", PROBE, "status", run_id], cwd=repo.root, capture_output=True,
                           text=True, timeout=120)
     assert text.returncode == 0 and f"run {run_id} failed" in text.stdout and "d" in text.stdout
-    assert text.stderr.strip().splitlines()[-1] == "['rich']", "the table needs rich, and nothing of the plan model"
+    assert "'rich'" in text.stderr.strip().splitlines()[-1], "the table needs rich"
+    assert "plan.model" not in text.stderr, "and nothing of the plan model"
+
+
+@pytest.mark.parametrize("args", [("status", "{run}", "--json"), ("status", "--json", "{run}")])
+def test_status_json_of_a_named_run_takes_the_quick_way_too(tmp_path: Path, args: tuple[str, ...]) -> None:
+    (first, _), repo = mixed_runs(tmp_path)
+    done = subprocess.run([sys.executable, "-c", PROBE, *(a.format(run=first) for a in args)], cwd=repo.root,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == api.status(first, cwd=repo.root)
+    assert "click" not in done.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (("status", "nosuch", "--json"), "plait: error: no run 'nosuch' in this repository"),
+    (("status", "--json", "--bogus"), "plait: error: No such option '--bogus'"),
+    (("status", "a", "b", "--json"), "plait: error: Got unexpected extra argument (b)"),
+])
+def test_status_json_mistakes_are_one_line_and_exit_1(tmp_path: Path, args: tuple[str, ...], said: str) -> None:
+    _, repo = mixed_runs(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "plait", *args], cwd=repo.root, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith(said) and done.stderr.count("\n") == 1, done.stderr
+
+
+def test_status_json_outside_a_repository_is_one_line(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "plait", "status", "--json"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 1 and "not inside a git repository" in done.stderr and done.stderr.count("\n") == 1
 
 
 @pytest.mark.parametrize("args", [("--help",), ("status", "--help")])
 def test_help_imports_neither_pydantic_nor_rich(tmp_path: Path, args: tuple[str, ...]) -> None:
     done = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=tmp_path, capture_output=True, text=True,
                           timeout=120)
-    assert done.returncode == 0 and done.stderr.strip().splitlines()[-1] == "[]"
+    assert done.returncode == 0 and done.stderr.strip().splitlines()[-1] == "['click']"
 
 
 def test_the_repository_is_found_without_git_as_git_finds_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

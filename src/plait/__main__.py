@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from plait.cli import main
+from plait.entry import main
 
 if __name__ == "__main__":
     main()

@@ -18,11 +18,13 @@ import re
 from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
-from plait import proc
 from plait.errors import PlaitError
 from plait.git.lock import RepoLock
+
+if TYPE_CHECKING:  # imported where git runs: `plait status` reads the state without running anything
+    from plait import proc
 
 log = logging.getLogger("plait.git")
 
@@ -78,6 +80,8 @@ def clean_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def _run_git(argv: Sequence[str], cwd: Path, env: Mapping[str, str], input: str | None) -> proc.Completed:
+    from plait import proc
+
     log.debug("git %s (in %s)", " ".join(argv[1:]), cwd)
     try:
         return proc.run(argv, cwd=cwd, env=env, input=input)
