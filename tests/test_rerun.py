@@ -78,6 +78,10 @@ def test_a_change_upstream_at_head_or_a_lost_commit_runs_what_it_touches(tmp_pat
     assert status == "completed" and started(repo, prompt) == {"c", "f", "g", "j"}
     assert set(reused(repo, prompt)) == ALL - {"c", "f", "g", "j"}
 
+    # A task's environment is an input too (docs/environment.md): a new setup command runs h again, and j.
+    status, setup = run(repo, tasks(c={"prompt": "do c, differently"}, h={"setup": "true"}))
+    assert status == "completed" and started(repo, setup) == {"h", "j"}
+
     # e's work is gone from every run (its branches deleted): e runs again, and h and j that build on it.
     for ref in git(repo, "for-each-ref", "--format=%(refname)", "refs/heads/plait/").splitlines():
         if ref.endswith("/e"):

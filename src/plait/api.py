@@ -176,7 +176,7 @@ def _one_repository(loaded: LoadedPlan, root: Path) -> None:
 def start(plan_path: Path, options: RunOptions, cwd: Path | None = None) -> tuple[Repo, str]:
     """Validate, preflight and record a new run; returns its id (nothing has run yet)."""
     from plait.plan.load import load_plan
-    from plait.run import reuse
+    from plait.run import executors, reuse
     from plait.run.preflight import preflight
     from plait.run.prompts import check_at_start, read_documents
 
@@ -191,6 +191,7 @@ def start(plan_path: Path, options: RunOptions, cwd: Path | None = None) -> tupl
     profiles = plan_profiles(repo, plan, loaded)  # fail before anything is recorded
     sandbox_warning(repo, plan)
     preflight(plan, repo.root)
+    executors.check(repo.root, options)  # a known executor; Ray installed if it is the one
     check_at_start(loaded, repo.git, base_sha, repo.root, profiles)  # spec, constitution, roles, reviewers
     _ensure_plait_dir(repo.root)
     docs = read_documents(plan, repo.git, base_sha, repo.root)
@@ -198,7 +199,8 @@ def start(plan_path: Path, options: RunOptions, cwd: Path | None = None) -> tupl
         {"plan_path": str(loaded.path), "plan_name": plan.name, "plan_json": plan.model_dump_json(),
          "repo_root": str(repo.root), "base_sha": base_sha, "jobs": options.jobs,
          "options_json": json.dumps(options.__dict__)},
-        [(t.id, t.title) for t in plan.tasks], reuse.input_keys(plan, profiles, base_sha, docs, options.rehearse))
+        [(t.id, t.title) for t in plan.tasks], reuse.input_keys(plan, profiles, base_sha, docs, options.rehearse,
+                                                        repo.root))
     if not options.fresh:  # earlier runs' verified work whose inputs are unchanged is done already
         reuse.reuse_verified(repo.git, repo.store, run_paths(repo, run_id), plan)
     return repo, run_id
@@ -216,6 +218,7 @@ def execute(repo: Repo, run_id: str, listener: Listener | None = None, resume: b
     environment (tests point agents at their own scripted model server this way); `make_agent` and
     `clock` replace the agents and the engine's clock (plait.testing's FakeAgent and VirtualClock)."""
     from plait.plan.model import Plan
+    from plait.run import executors
     from plait.run.engine import Engine, RunOptions
 
     row = _run_row(repo, run_id)
@@ -227,11 +230,13 @@ def execute(repo: Repo, run_id: str, listener: Listener | None = None, resume: b
         if options.rehearse:
             from plait.run.rehearse import rehearsal
 
-            server, task_env = stack.enter_context(rehearsal(plan, run_id, options.rehearse_latency))
+            host = executors.rehearsal_host(repo.root, options)  # the nodes of a Ray cluster reach it too
+            server, task_env = stack.enter_context(rehearsal(plan, run_id, options.rehearse_latency, host))
             repo.store.emit(run_id, EventKind.REHEARSAL_SERVER, None, {"url": server.url})
         ctx = _context(repo, plan, run_id, row["base_sha"], row["plan_path"], task_env, options.rehearse)
         if make_agent is not None:
             ctx = dataclasses.replace(ctx, make_agent=make_agent)
+        ctx, listener = _learned(repo, run_id, ctx, options, listener)
         engine = Engine(ctx, repo.store, options, listener, clock)
         if resume:
             _clean_stale(repo, run_id)
@@ -248,6 +253,27 @@ def execute(repo: Repo, run_id: str, listener: Listener | None = None, resume: b
 
         workspace.remove_all(engine.ctx.paths.workspaces)
     return status
+
+
+def _learned(repo: Repo, run_id: str, ctx: RunContext, options: RunOptions,
+             listener: Listener | None) -> tuple[RunContext, Listener]:
+    """The run schedules by estimates learned from this repository's earlier durations (unless
+    `--no-history`), and records each task's own as it is done (not a rehearsal's: its agents' times are
+    the scripted server's)."""
+    from plait import history
+
+    plan = ctx.plan
+    if options.history:
+        learned = history.estimates(plan, ctx.profiles, history.load(repo.store))
+        if learned.used:
+            said = learned.summary()
+            repo.store.emit(run_id, EventKind.RUN_ESTIMATES, None, said)
+            if listener is not None:
+                listener(EventKind.RUN_ESTIMATES, None, said)
+            ctx = dataclasses.replace(ctx, plan=learned.plan)
+    if options.rehearse:
+        return ctx, listener or (lambda kind, task, data: None)
+    return ctx, history.recorder(repo.store, run_id, plan, ctx.profiles, listener)
 
 
 @contextmanager

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 import tempfile
@@ -24,6 +23,8 @@ EXIT_BUG = 3
 EXIT_INTERRUPTED = 130
 _RELAX = ("In a phased plan (spectacular, spec-kit), keep only the dependencies a task states instead of "
           "also running the phases in their written order.")
+_NO_HISTORY = ("Use the plan's own estimates: ignore how long earlier runs' tasks took in this repository (see "
+               "docs/run.md, Learned estimates).")
 _DETACH = ("Run in a background process that outlives this terminal (its output: .plait/runs/RUN/runner.log); "
            "return once it has started.")
 
@@ -72,14 +73,15 @@ def schema() -> None:
 @click.option("--jobs", "-j", type=click.IntRange(1, 256), help="Agents to estimate for (default: recommended).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/check.md).")
 @click.option("--relax-phases", is_flag=True, help=_RELAX)
-def check(plans: tuple[Path, ...], jobs: int | None, as_json: bool, relax_phases: bool) -> None:
+@click.option("--no-history", is_flag=True, help=_NO_HISTORY)
+def check(plans: tuple[Path, ...], jobs: int | None, as_json: bool, relax_phases: bool, no_history: bool) -> None:
     """Validate PLANS and analyze their parallelization.
 
     A plan is plait's plan.yaml, spectacular's plan.md, spec-kit's tasks.md, Taskmaster's tasks.json
     or a ccpm epic folder (see docs/plan-format.md)."""
     from plait.commands.check import check as run_check
 
-    sys.exit(run_check(list(plans), jobs, as_json, relax_phases, _console()))
+    sys.exit(run_check(list(plans), jobs, as_json, relax_phases, _console(), history=not no_history))
 
 
 @cli.command("import")
@@ -111,14 +113,22 @@ def import_cmd(source: Path, output: Path | None, force: bool, relax_phases: boo
 @click.option("--detach", is_flag=True, help=_DETACH)
 @click.option("--fresh", is_flag=True, help="Run every task again, even those an earlier run verified with the "
               "same inputs (by default their verified work is reused).")
+@click.option("--no-history", is_flag=True, help=_NO_HISTORY)
+@click.option("--executor", type=click.Choice(["local", "ray"]),
+              help="Where attempts run: this machine (local) or a Ray cluster (default: plait.toml's "
+              "[executor], else local; see docs/ray.md).")
+@click.option("--address", metavar="ADDR", help="The Ray cluster to use with --executor ray (as `ray.init` takes "
+              "it, e.g. auto or HOST:6379; default: plait.toml's, else a private Ray on this machine).")
 def run_cmd(plan: Path, jobs: int, deliver: str, max_cost: float | None, rehearse: bool,
-            rehearse_latency: float, relax_phases: bool, agent: str | None, detach: bool, fresh: bool) -> None:
+            rehearse_latency: float, relax_phases: bool, agent: str | None, detach: bool, fresh: bool,
+            no_history: bool, executor: str | None, address: str | None) -> None:
     """Run PLAN: every task in its own sandboxed workspace, in parallel, verified, then integrated."""
     from plait.commands.run import run
     from plait.run.engine import RunOptions
 
     options = RunOptions(jobs=jobs, deliver=deliver, max_cost=max_cost, rehearse=rehearse,
-                         rehearse_latency=rehearse_latency, relax_phases=relax_phases, agent=agent, fresh=fresh)
+                         rehearse_latency=rehearse_latency, relax_phases=relax_phases, agent=agent, fresh=fresh,
+                         history=not no_history, executor=executor, address=address)
     sys.exit(run(plan, options, _console(), detach))
 
 
@@ -358,11 +368,9 @@ def _bug_log(exc: BaseException) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors -> one line, exit 1; bugs -> log file, exit 3; Ctrl-C -> 130."""
-    logging.addLevelName(logging.WARNING, "warning")
-    logging.addLevelName(logging.ERROR, "error")
-    logging.basicConfig(level=logging.WARNING, format="plait: %(levelname)s: %(message)s")
-    for handler in logging.getLogger().handlers:  # the console: warnings; plait.log gets the rest
-        handler.setLevel(logging.WARNING)
+    from plait.entry import setup_logging
+
+    setup_logging()
     try:
         cli.main(args=argv, prog_name="plait", standalone_mode=False)
     except PlaitError as exc:

@@ -111,6 +111,8 @@ class TaskRecord:
     retry_after: float | None = None  # seconds the provider asked to wait
     rehearsal: bool = False  # the agent talked to plait's scripted model server: no tokens were spent
     review: ReviewRecord | None = None  # None: the task is not reviewed (or failed before its review)
+    # The workspace's environment (docs/environment.md): ports, slot, copied files, caches, setup and teardown.
+    environment: dict[str, Any] | None = None
 
 
 def context_doc(record: TaskRecord, task: Task, plan: Plan, summary: str) -> dict[str, Any]:
@@ -219,6 +221,23 @@ def _review_md(review: ReviewRecord, rehearsal: bool) -> list[str]:
     return out
 
 
+def _environment_md(env: dict[str, Any]) -> list[str]:
+    out = [f"- Slot: `{env.get('slot')}`"]
+    if env.get("ports"):
+        out.append("- Ports: " + ", ".join(f"{n} {p}" for n, p in env["ports"].items()))
+    if env.get("copied"):
+        out.append("- Copied from your checkout: " + ", ".join(f"`{c}`" for c in env["copied"]))
+    for c in env.get("caches", []):
+        how = "built" if c.get("built") else "shared"
+        out.append(f"- Cache `{c['path']}`: {how} (key {c['key']}) in {c['seconds']:.1f}s")
+    for kind in ("setup", "teardown"):
+        for step in env.get(kind, []):
+            state = "timed out" if step.get("timed_out") else f"exit {step.get('exit_code')}"
+            out += ["", f"{kind} `{step['command']}` — {state} in {step['seconds']:.1f}s", "", "```",
+                    str(step.get("output_tail", "")).strip()[-1500:], "```"]
+    return out
+
+
 def _evidence_md(record: TaskRecord, task: Task, summary: str) -> str:
     v = record.verify
     verdict = "PASSED" if record.ok else "FAILED"
@@ -249,6 +268,8 @@ def _evidence_md(record: TaskRecord, task: Task, summary: str) -> str:
     else:
         state = "timed out" if v.timed_out else f"exit {v.exit_code}"
         out += [f"`{v.command}` — {state} in {v.seconds:.1f}s", "", "```", v.output_tail.strip()[-3000:], "```"]
+    if record.environment:
+        out += ["", "## Environment", "", *_environment_md(record.environment)]
     if task.acceptance:
         out += ["", "## Acceptance criteria", ""] + [f"- {a}" for a in task.acceptance]
     if record.review:

@@ -54,6 +54,14 @@ SCHEMA = [
     ALTER TABLE tasks ADD COLUMN reused_from TEXT;
     CREATE INDEX tasks_input_key ON tasks(input_key);
     """,
+    # 5: how long each verified task took, with what the plan estimated (plait.history learns estimates from
+    # it): numbers and profile and role names only
+    """
+    CREATE TABLE durations(
+        run_id TEXT, task_id TEXT, profile TEXT, role TEXT, size TEXT, estimate_seconds REAL, seconds REAL,
+        finished_at REAL, PRIMARY KEY(run_id, task_id));
+    CREATE INDEX durations_finished ON durations(finished_at);
+    """,
 ]
 
 RUN_COLUMNS = {"plan_path", "plan_name", "plan_json", "repo_root", "base_sha", "jobs", "options_json", "status",
@@ -63,6 +71,7 @@ TASK_COLUMNS = {"title", "position", "state", "attempt", "branch", "worktree", "
                 "deviations_json", "incidents_json", "review_json", "cost_usd", "tokens_in", "tokens_out",
                 "input_key", "reused_from"}
 ATTEMPT_COLUMNS = {"started_at", "finished_at", "outcome", "error_kind", "error", "agent_exit"}
+DURATION_COLUMNS = {"run_id", "task_id", "profile", "role", "size", "estimate_seconds", "seconds", "finished_at"}
 
 
 class TaskState(StrEnum):
@@ -99,6 +108,7 @@ class EventKind(StrEnum):
     RUN_CANCEL_REQUESTED = "run.cancel_requested"
     RUN_CANCELLED = "run.cancelled"
     RUN_CANCELLING = "run.cancelling"
+    RUN_ESTIMATES = "run.estimates"  # the estimates the run schedules by, learned from earlier runs (plait.history)
     RUN_FINISHED = "run.finished"
     RUN_GATE_FAILED = "run.gate_failed"
     RUN_INTERRUPTED = "run.interrupted"
@@ -112,6 +122,7 @@ class EventKind(StrEnum):
     TASK_DONE = "task.done"
     TASK_FAILED = "task.failed"
     TASK_FIXED = "task.fixed"
+    TASK_NODE_LOST = "task.node_lost"  # the Ray executor lost the attempt's node: it runs again elsewhere
     TASK_RESET = "task.reset"
     TASK_RETRY = "task.retry"
     TASK_REUSED = "task.reused"  # done with an earlier run's verified work: its inputs are unchanged
@@ -123,9 +134,9 @@ class EventKind(StrEnum):
 
 
 # Events a run's own process does not write: the next process's preparations before its `run.started`
-# (`task.reset`, the rehearsal server) and `plait cancel` from another shell. They say nothing about
-# when the process before them stopped.
-NOT_THE_RUNNER = {EventKind.TASK_RESET, EventKind.REHEARSAL_SERVER,
+# (`task.reset`, the rehearsal server, the learned estimates) and `plait cancel` from another shell. They say
+# nothing about when the process before them stopped.
+NOT_THE_RUNNER = {EventKind.TASK_RESET, EventKind.REHEARSAL_SERVER, EventKind.RUN_ESTIMATES,
                   EventKind.RUN_CANCEL_REQUESTED, EventKind.RUN_CANCELLED}
 # The integration agents' events the report describes one line each (plait.report.integration_lines).
 INTEGRATION_AGENTS = {EventKind.INTEGRATION_RESOLVED, EventKind.INTEGRATION_REPAIRED, EventKind.INTEGRATION_CONCERNS,
@@ -294,6 +305,15 @@ class Store:
             fold(summary, e["kind"], e["task_id"], e["ts"], e["data"])
         db.execute("UPDATE runs SET summary_json=? WHERE id=?", (json.dumps(summary), run_id))
 
+    def add_duration(self, values: Mapping[str, Any]) -> None:
+        """One verified task's duration (plait.history); a task recorded again keeps the newest."""
+        bad = set(values) - DURATION_COLUMNS
+        assert not bad, f"unknown durations columns {bad}"
+        cols = ", ".join(values)
+        with self._tx() as db:
+            db.execute(f"INSERT OR REPLACE INTO durations({cols}) VALUES({', '.join('?' * len(values))})",
+                       tuple(_clean(v) for v in values.values()))
+
     def heartbeat(self, run_id: str) -> None:
         with self._tx() as db:
             db.execute("UPDATE runs SET heartbeat_at=? WHERE id=?", (time.time(), run_id))
@@ -322,6 +342,20 @@ class Store:
             "SELECT tasks.*, runs.repo_root FROM tasks JOIN runs ON runs.id = tasks.run_id WHERE tasks.input_key=? "
             "AND tasks.state=? AND tasks.commit_sha IS NOT NULL ORDER BY runs.created_at DESC", (key, TaskState.DONE))
         return [dict(r) for r in rows]
+
+    def verified_attempt(self, run_id: str, task_id: str) -> dict[str, Any] | None:
+        """The task's latest verified attempt."""
+        # Under the writers' lock: a read open on this shared connection while a worker thread's BEGIN IMMEDIATE
+        # meets a newer snapshot fails that write at once with "database is locked" (no busy wait).
+        with self._lock:
+            row = self._db.execute("SELECT * FROM attempts WHERE run_id=? AND task_id=? AND outcome='verified' "
+                                   "ORDER BY attempt DESC LIMIT 1", (run_id, task_id)).fetchone()
+        return dict(row) if row else None
+
+    def durations(self, newest: int = 20_000) -> list[dict[str, Any]]:
+        """The newest recorded task durations, oldest first (plait.history)."""
+        rows = _dicts(self._db.execute("SELECT * FROM durations ORDER BY finished_at DESC LIMIT ?", (newest,)))
+        return rows[::-1]
 
     def attempts(self, run_id: str) -> list[dict[str, Any]]:
         return _dicts(self._db.execute("SELECT * FROM attempts WHERE run_id=? ORDER BY started_at", (run_id,)))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console, Group
@@ -19,6 +20,9 @@ from plait.plan.load import LoadedPlan, load_plan
 from plait.plan.model import format_duration as fd
 from plait.plan.validate import Diagnostic, PlanError
 
+if TYPE_CHECKING:
+    from plait.history import Estimates
+
 PHASED = ("spectacular", "speckit")
 
 
@@ -30,11 +34,12 @@ class Relaxed:
     dropped: int  # implied edges it would drop
 
 
-def check(paths: list[Path], jobs: int | None, as_json: bool, relax: bool, console: Console) -> int:
+def check(paths: list[Path], jobs: int | None, as_json: bool, relax: bool, console: Console,
+          history: bool = True) -> int:
     """Check every plan; 1 when one is invalid. With `as_json`, an invalid plan gives a JSON error document
-    on stdout instead of error lines."""
+    on stdout instead of error lines. `history`: estimate with what this repository's earlier runs took."""
     if as_json:
-        docs = [check_doc(path, jobs, relax) for path in paths]
+        docs = [check_doc(path, jobs, relax, history=history) for path in paths]
         text = json.dumps(docs[0] if len(docs) == 1 else docs)
         if console.is_terminal:
             console.print_json(text)
@@ -43,39 +48,50 @@ def check(paths: list[Path], jobs: int | None, as_json: bool, relax: bool, conso
         return 0 if all(d["valid"] for d in docs) else 1
     for path in paths:
         lp = load_plan(path, relax_phases=relax)
-        check_profiles(lp, None)
-        a = analyze(lp.plan, jobs)
-        render(lp, a, console, None if relax else _relaxed(lp, a.estimate.jobs))
+        learned = check_profiles(lp, None, history)
+        a = analyze(learned.plan if learned else lp.plan, jobs)
+        render(lp, a, console, None if relax else _relaxed(lp, a.estimate.jobs, learned), learned)
+        render_environments(environments(lp, None), console)
     return 0
 
 
-def check_profiles(lp: LoadedPlan, root: Path | None) -> None:
+def check_profiles(lp: LoadedPlan, root: Path | None, history: bool = False) -> Estimates | None:
     """What `plait run` would refuse: a task whose agent profile does not exist, or a broken plait.toml
     (PlaitError). Profiles belong to the repository plait runs in (`root`, else the current directory's);
-    outside any repository there is nothing to check them against."""
+    outside any repository there is nothing to check them against. With `history`: the plan's estimates
+    learned from the repository's earlier runs (plait.history), when it has any."""
     from plait import api
 
     try:
         repo = api.open_repo(root)
     except PlaitError:
-        return
-    api.plan_profiles(repo, lp.plan, lp)
+        return None
+    profiles = api.plan_profiles(repo, lp.plan, lp)
+    if not history:
+        return None
+    from plait import history as learned
+
+    found = learned.estimates(lp.plan, profiles, learned.load(repo.store))
+    return found if found.samples else None
 
 
-def check_doc(path: Path, jobs: int | None, relax: bool, root: Path | None = None) -> dict[str, Any]:
+def check_doc(path: Path, jobs: int | None, relax: bool, root: Path | None = None,
+              history: bool = True) -> dict[str, Any]:
     """`plait check --json` of one plan: its analysis, or (`valid: false`) every error with its location."""
     try:
         lp = load_plan(path, relax_phases=relax, root=root)
-        check_profiles(lp, root)
+        learned = check_profiles(lp, root, history)
     except PlanError as exc:
         return _error_doc(path, exc.diagnostics)
     except PlaitError as exc:
         return _error_doc(path, (Diagnostic("error", exc.message, exc.fix, exc.location or Location(str(path))),))
-    a = analyze(lp.plan, jobs)
-    return _json(lp, a, None if relax else _relaxed(lp, a.estimate.jobs))
+    a = analyze(learned.plan if learned else lp.plan, jobs)
+    doc = _json(lp, a, None if relax else _relaxed(lp, a.estimate.jobs, learned), learned)
+    doc["environments"] = environments(lp, root)
+    return doc
 
 
-def _relaxed(lp: LoadedPlan, jobs: int | None) -> Relaxed | None:
+def _relaxed(lp: LoadedPlan, jobs: int | None, learned: Estimates | None = None) -> Relaxed | None:
     """The same plan with `--relax-phases`, when that changes its dependencies."""
     if lp.format not in PHASED or not lp.inferred:
         return None
@@ -89,6 +105,10 @@ def _relaxed(lp: LoadedPlan, jobs: int | None) -> Relaxed | None:
     dropped = len(edges(lp) - edges(other))
     if dropped <= 0:
         return None
+    if learned:  # the same tasks: their learned estimates
+        seconds = {tid: e.seconds for tid, e in learned.tasks.items() if e.samples}
+        other = dataclasses.replace(other, plan=other.plan.model_copy(update={"tasks": [
+            t.model_copy(update={"estimate": seconds[t.id]}) if t.id in seconds else t for t in other.plan.tasks]}))
     return Relaxed(analyze(other.plan, jobs), dropped)
 
 
@@ -101,8 +121,10 @@ def _error_doc(path: Path, found: tuple[Diagnostic, ...]) -> dict[str, Any]:
     return {"path": str(path), "valid": False, "errors": [one(d) for d in found if d.severity == "error"]}
 
 
-def _json(lp: LoadedPlan, a: Analysis, relaxed: Relaxed | None) -> dict[str, Any]:
+def _json(lp: LoadedPlan, a: Analysis, relaxed: Relaxed | None, learned: Estimates | None = None) -> dict[str, Any]:
     doc = a.to_json()
+    if learned:
+        doc["history"] = learned.summary()
     doc["path"] = str(lp.path)
     doc["valid"] = True
     doc["format"] = lp.format
@@ -150,7 +172,8 @@ def _locate(lp: LoadedPlan, task_ids: tuple[str, ...]) -> object:
     return lp.locate()
 
 
-def render(lp: LoadedPlan, a: Analysis, console: Console, relaxed: Relaxed | None = None) -> None:
+def render(lp: LoadedPlan, a: Analysis, console: Console, relaxed: Relaxed | None = None,
+           learned: Estimates | None = None) -> None:
     plan = lp.plan
     title = f"[bold]{plan.name}[/]  {lp.path}" + ("" if lp.format == "yaml" else f"  [dim]({lp.format})[/]")
     if console.is_terminal:
@@ -168,13 +191,16 @@ def render(lp: LoadedPlan, a: Analysis, console: Console, relaxed: Relaxed | Non
             t = plan.task(tid)
             mark = "[red]●[/] " if tid in critical else ""
             needs = f"  [dim]needs {', '.join(t.needs)}[/]" if t.needs else ""
-            branch.add(f"{mark}[cyan]{tid}[/] {t.title} [dim]{t.size.value} {fd(t.seconds)}[/]{needs}")
+            branch.add(f"{mark}[cyan]{tid}[/] {t.title} [dim]{t.size.value} {_estimate(t.seconds, tid, learned)}[/]"
+                       f"{needs}")
     console.print(tree)
 
     e = a.estimate
     table = Table(title="Estimates", show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
+    if learned:
+        table.add_row("estimates", _learned_line(learned))
     table.add_row("critical path", f"{' -> '.join(a.critical_path)}  ({fd(a.critical_path_seconds)})  [red]●[/]")
     table.add_row("total work", f"{fd(a.total_work_seconds)} (the sequential estimate)")
     table.add_row(f"wall time, --jobs {e.jobs}", f"{fd(e.wall_seconds)} dependency-driven (plait's scheduler)")
@@ -204,3 +230,51 @@ def render(lp: LoadedPlan, a: Analysis, console: Console, relaxed: Relaxed | Non
                     f"wall time at --jobs {e.jobs} {fd(e.wall_seconds)} -> {fd(r.estimate.wall_seconds)}. Use it "
                     "only if no task relies on an earlier phase's work without stating it.")
     console.print(Panel(Group(*body), title="Analysis", expand=False))
+
+
+def _estimate(seconds: float, tid: str, learned: Estimates | None) -> str:
+    """A task's estimate: the plan's, and what history makes of it."""
+    e = learned.tasks.get(tid) if learned else None
+    if e is None or not e.samples or round(e.seconds) == round(seconds):
+        return fd(seconds)
+    return f"{fd(seconds)} -> {fd(e.seconds)}"
+
+
+def _learned_line(learned: Estimates) -> str:
+    used = [e for e in learned.tasks.values() if e.samples]
+    if not used:
+        return (f"the plan's own: none of the {learned.samples} task durations recorded in this repository is of "
+                "these tasks' agent profiles and roles")
+    low, high = min(e.factor for e in used), max(e.factor for e in used)
+    spread = f"x{low:.2f}" if round(low, 2) == round(high, 2) else f"x{low:.2f} to x{high:.2f}"
+    return (f"learned from {learned.samples} task durations of earlier runs in this repository: {len(used)} of "
+            f"{len(learned.tasks)} tasks' estimates {spread} (--no-history: the plan's own)")
+
+
+def environments(lp: LoadedPlan, root: Path | None) -> dict[str, dict[str, object]]:
+    """Each task's working environment (docs/environment.md), as `plait run` would make it here."""
+    from plait import api
+    from plait.run import environment
+
+    try:
+        repo = api.open_repo(root)
+    except PlaitError:
+        return environment.describe(lp.plan, None, None)
+    return environment.describe(lp.plan, repo.root, environment.cache_root(api.run_paths(repo, "check").workspaces))
+
+
+def render_environments(found: dict[str, dict[str, Any]], console: Console) -> None:
+    if not found:
+        return
+    table = Table(title="Environment of each task (docs/environment.md)")
+    for col in ("task", "setup / teardown", "copied", "ports", "caches (read-only)"):
+        table.add_column(col)
+    for tid, env in found.items():
+        steps = [f"setup: {c}" for c in env["setup"]] + [f"teardown: {c}" for c in env["teardown"]]
+        caches = [f"{c['path']} <- {', '.join(c['key'])}: {c['state']}" for c in env["cache"]]
+        copied = [f"{f} [red](not in your checkout)[/]" if f in env["copy_missing"] else f for f in env["copy"]]
+        table.add_row(tid, "\n".join(steps), "\n".join(copied), "\n".join(env["ports"].values()),
+                      "\n".join(caches))
+    console.print(table)
+    console.print("Setup, the agent and verify may write only the work tree, the task's private home and the "
+                  "attempt's private tmp; each attempt has its own ports and PLAIT_SLOT / COMPOSE_PROJECT_NAME.")

@@ -204,7 +204,9 @@ def _describe_more(kind: str, who: str, data: Mapping[str, Any]) -> str:
     if kind == "task.reused":
         return f"{who}reused from run {data.get('from_run')} (unchanged; verified there)"
     if kind == "task.workspace":
-        return f"{who}workspace ready"
+        return f"{who}workspace ready" + (f" on node {data['host']}" if data.get("host") else "")
+    if kind == "task.node_lost":
+        return f"{who}its node was lost ({data.get('error')}): running it again on another node"
     if kind == "task.attempt_done":
         return f"{who}attempt {data.get('attempt')}: {data.get('outcome')}"
     if kind == "run.started":
@@ -217,6 +219,9 @@ def _describe_more(kind: str, who: str, data: Mapping[str, Any]) -> str:
         return "run interrupted: continue it with `plait resume`"
     if kind == "limits.increase":
         return f"{who}{data.get('profile')} concurrency raised to {data.get('concurrency')}"
+    if kind == "run.estimates":
+        return (f"estimates learned from {data.get('samples')} task durations of earlier runs "
+                "(`plait run --no-history` uses the plan's own)")
     if kind == "rehearsal.server":
         return f"rehearsal: the agents talk to plait's scripted model server at {data.get('url')}"
     said = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in data.items() if not isinstance(v, list | dict))

@@ -96,27 +96,59 @@ def commit_tree(git: Git, tree: str | None, parents: Sequence[str], message: str
     return git.run("commit-tree", "--no-gpg-sign", tree, *args, "-F", "-", input=message).strip()
 
 
-def merge_commits(git: Git, base: str, heads: Sequence[tuple[str, str]], message: str) -> MergeResult:
-    """Merge `heads` (name, sha) into `base` one at a time, in the order given.
+class Chain:
+    """A merge built head by head, in the order given (`merge_commits`, the integration as tasks finish).
 
     A head already contained is skipped; a head that contains everything so far is taken as is
     (fast-forward), so a task with one dependency starts exactly at that dependency's commit.
-    Otherwise each step is a two-parent merge commit. Stops at the first conflict.
+    Otherwise each step is a two-parent merge commit. Once the chain has made a merge commit, git is
+    asked no more ancestry questions: no existing head can descend from a commit made after it, and a
+    head is known to be inside when it was merged before (or is the start). Walking the growing chain
+    for each head made integrating n tasks O(n^2) (issue 13); a head contained some other way (a task
+    that changed nothing and merged only its dependencies) gets a merge commit that changes nothing.
+
+    `merge-tree` walks both histories for the merge bases, the chain's too. Given `starts` (the commits
+    the head was built on: its dependencies' commits, or the base) all in the chain already, it merges
+    with a stand-in instead: a commit of the chain's tree whose parents are those starts. The head's
+    common ancestors with it are the ones it has with the chain (everything else the chain holds is in
+    no ancestor of the head), so the merge is the same, found in a few steps.
     """
-    current = base
-    merged: list[str] = []
+
+    def __init__(self, git: Git, start: str, message: str) -> None:
+        self.git, self.commit, self.message = git, start, message
+        self.merged: list[tuple[str, str]] = []  # (name, sha), in merge order
+        self.inside = {start}
+        self.made = False  # `commit` is a merge commit made here
+        self.tree: str | None = None  # its tree, when made
+
+    def add(self, name: str, sha: str, starts: Sequence[str] = ()) -> Conflict | None:
+        """Merge one head into the chain, or the conflict that keeps it out (the chain does not move)."""
+        git = self.git
+        if sha in self.inside or (not self.made and git.is_ancestor(sha, self.commit)):
+            pass
+        elif not self.made and git.is_ancestor(self.commit, sha):
+            self.commit = sha
+        else:
+            ours = self.commit
+            if self.tree is not None and starts and all(s in self.inside for s in starts):
+                ours = commit_tree(git, self.tree, list(dict.fromkeys(starts)), "stand-in for the merge so far")
+            outcome = merge_tree(git, ours, sha)
+            if outcome.tree is None:
+                partners = tuple(n for n, s in self.merged if would_conflict(git, s, sha))
+                return Conflict(name, sha, outcome.conflicts, partners)
+            self.commit = commit_tree(git, outcome.tree, [self.commit, sha], f"{self.message}: merge {name}")
+            self.made, self.tree = True, outcome.tree
+        self.merged.append((name, sha))
+        self.inside.add(sha)
+        return None
+
+
+def merge_commits(git: Git, base: str, heads: Sequence[tuple[str, str]], message: str) -> MergeResult:
+    """Merge `heads` (name, sha) into `base` one at a time, in the order given (see `Chain`). Stops at the
+    first conflict."""
+    chain = Chain(git, base, message)
     for name, sha in heads:
-        if git.is_ancestor(sha, current):
-            merged.append(name)
-            continue
-        if git.is_ancestor(current, sha):
-            current = sha
-            merged.append(name)
-            continue
-        outcome = merge_tree(git, current, sha)
-        if outcome.tree is None:
-            partners = tuple(n for n, s in heads if n in merged and would_conflict(git, s, sha))
-            return MergeResult(current, tuple(merged), Conflict(name, sha, outcome.conflicts, partners))
-        current = commit_tree(git, outcome.tree, [current, sha], f"{message}: merge {name}")
-        merged.append(name)
-    return MergeResult(current, tuple(merged))
+        conflict = chain.add(name, sha)
+        if conflict is not None:
+            return MergeResult(chain.commit, tuple(n for n, _ in chain.merged), conflict)
+    return MergeResult(chain.commit, tuple(n for n, _ in chain.merged))

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from plait.git.repo import Git
+from plait.git.repo import Git, GitError
 
 log = logging.getLogger("plait.git")
 
@@ -72,13 +72,74 @@ def repo_folder(root: Path, git: Git) -> Path:
     return root / f"{git.root.name}-{digest}"
 
 
-def create(git: Git, folder: Path, home: Path, base: str, branch: str) -> Workspace:
-    """A new workspace at `folder` with `base` checked out on `branch` of its own repository."""
+def create(git: Git, folder: Path, home: Path, base: str, branch: str, spares: Path | None = None) -> Workspace:
+    """A new workspace at `folder` with `base` checked out on `branch` of its own repository. With `spares`
+    (where `park` keeps finished workspaces' trees), a parked tree is taken and reset to `base` when there is
+    one: only the files that differ are written, instead of every file of the checkout."""
     ws = Workspace(Path(os.path.abspath(folder)), Path(os.path.abspath(home)), base)
     remove(ws.folder)  # an attempt never inherits anything at its path
-    for d in (ws.tree, ws.tmp, ws.home):
+    for d in (ws.folder, ws.tmp, ws.home):
         d.mkdir(parents=True, exist_ok=True)
-    dot_git = ws.tree / ".git"
+    if not (spares is not None and _reuse_spare(git, ws, spares)):
+        ws.tree.mkdir(exist_ok=True)
+        # The files, checked out with the user's git dir and plait's own index.
+        git.run(f"--work-tree={ws.tree}", "read-tree", "--reset", "-u", base, cwd=ws.tree,
+                env={"GIT_INDEX_FILE": str(ws.index)})
+    _agent_repository(git, ws, branch)
+    return ws
+
+
+def park(ws: Workspace, spares: Path) -> None:
+    """Keep a finished workspace's tree and index in `spares` for a later `create` (its processes have all
+    ended), and remove the rest of it; what cannot be moved is removed."""
+    if ws.tree.is_symlink() or not ws.tree.is_dir():
+        remove(ws.folder)
+        return
+    spare = spares / os.urandom(8).hex()
+    try:
+        spare.mkdir(parents=True)
+        os.rename(ws.index, spare / "capture.index")
+        os.rename(ws.tree, spare / "tree")
+    except OSError as exc:
+        log.debug("could not keep %s for reuse: %s", ws.tree, exc)
+        remove(spare)
+    remove(ws.folder)
+
+
+def _reuse_spare(git: Git, ws: Workspace, spares: Path) -> bool:
+    """Take a parked tree (renaming it is atomic: one taker each) and reset it to `ws.base`: the agent's
+    repository, untracked and ignored files go, tracked files that differ from the base are rewritten.
+    False when there is none, or it could not be reset (then it is removed)."""
+    try:
+        parked = sorted(spares.iterdir())
+    except OSError:
+        return False
+    for spare in parked:
+        try:
+            os.rename(spare / "tree", ws.tree)
+        except OSError:  # taken by another thread, or half parked
+            continue
+        try:
+            os.rename(spare / "capture.index", ws.index)
+            remove(spare)
+            remove(ws.tree / ".git")
+            env = {"GIT_INDEX_FILE": str(ws.index)}
+            git.run(f"--work-tree={ws.tree}", "clean", "-ffdqx", cwd=ws.tree, env=env)
+            git.run(f"--work-tree={ws.tree}", "read-tree", "--reset", "-u", ws.base, cwd=ws.tree, env=env)
+            return True
+        except (OSError, GitError) as exc:
+            log.warning("could not reuse a finished workspace (%s): checking out afresh", exc)
+            remove(ws.tree)
+            with contextlib.suppress(OSError):
+                ws.index.unlink()
+            return False
+    return False
+
+
+def _agent_repository(git: Git, ws: Workspace, branch: str) -> None:
+    """The agent's own repository in `tree/.git`, on `branch` at the base, borrowing the user's objects;
+    its index a copy of plait's, so `git status` there starts clean."""
+    base, dot_git = ws.base, ws.tree / ".git"
     # The agent's repository. GIT_DIR/GIT_WORK_TREE are overridden: git init honours GIT_DIR.
     git.run("init", "-q", "--template=", "-b", branch, cwd=ws.tree,
             env={"GIT_DIR": str(dot_git), "GIT_WORK_TREE": str(ws.tree)})
@@ -92,12 +153,7 @@ def create(git: Git, folder: Path, home: Path, base: str, branch: str) -> Worksp
     shallow = git.common_dir / "shallow"
     if shallow.is_file():
         shutil.copyfile(shallow, dot_git / "shallow")
-    # The files, checked out with the user's git dir and plait's own index; the agent's repository
-    # gets a copy of that index, so `git status` there starts clean.
-    git.run(f"--work-tree={ws.tree}", "read-tree", "--reset", "-u", base, cwd=ws.tree,
-            env={"GIT_INDEX_FILE": str(ws.index)})
     shutil.copyfile(ws.index, dot_git / "index")
-    return ws
 
 
 @dataclass(frozen=True)

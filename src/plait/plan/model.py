@@ -137,13 +137,57 @@ class Contract(_Strict):
     description: str | None = None
 
 
+def _as_list(value: Any) -> Any:
+    """A single string where a list is expected reads as a list of one (`setup: npm ci`)."""
+    return [value] if isinstance(value, str) else value
+
+
+Commands = Annotated[list[str], BeforeValidator(_as_list)]
+PORT_NAME = r"^[A-Za-z][A-Za-z0-9_]{0,31}$"
+
+
+class Cache(_Strict):
+    """A dependency folder built once per content of its key files and shared into every workspace
+    read-only (docs/environment.md)."""
+
+    path: str = Field(description="The folder, relative to the repository root (e.g. node_modules, .venv).")
+    key: Annotated[list[str], BeforeValidator(_as_list)] = Field(
+        min_length=1, description="The files the build reads (e.g. package.json, package-lock.json): a change to "
+        "any of them builds a new folder. They are copied into the folder where `build` runs.")
+    build: str = Field(description="Shell command that creates `path` from the key files (e.g. npm ci); it runs "
+                       "once per key, in a folder holding only the key files.")
+
+
+class Environment(_Strict):
+    """What a workspace needs to run, besides the repository's files (docs/environment.md). Each field left
+    out is taken from the next layer: task, then the plan's defaults, then `[environment]` in plait.toml."""
+
+    # `copy` is a field name pydantic's BaseModel also has: held as copy_files, written `copy`.
+    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
+
+    setup: Commands | None = Field(None, description="Shell commands run in the new workspace before the agent; "
+                                   "one that fails fails the attempt.")
+    teardown: Commands | None = Field(None, description="Shell commands run when the attempt ends, however it "
+                                      "ends (also after a timeout or a cancel).")
+    copy_files: list[str] | None = Field(None, alias="copy", description="Files git does not carry (.env, local "
+                                         "config) copied from your checkout into each workspace; their values are "
+                                         "masked in every log, and they are never committed.")
+    ports: list[Annotated[str, Field(pattern=PORT_NAME)]] | None = Field(
+        None, description="Names of ports each attempt gets for itself: `web` gives PLAIT_PORT_WEB.")
+    cache: list[Cache] | None = Field(None, description="Dependency folders built once per key and shared "
+                                      "read-only into every workspace.")
+
+
+ENVIRONMENT_FIELDS = ("setup", "teardown", "copy_files", "ports", "cache")
+
+
 # When the reviewer agent reads a task's work (docs/run.md, "Review"): per-task, once its level is done
 # (per-level), once the whole run is integrated (end; see Integration), or never.
 ReviewMode = Literal["per-task", "per-level", "end", "never"]
 MAX_ROUNDS_LIMIT = 10
 
 
-class Defaults(_Strict):
+class Defaults(Environment):
     agent: str = Field("script", description="Agent profile used by tasks that name none.")
     verify: str | None = Field(None, description="Verify command for tasks that give none.")
     timeout: Duration = Field(1800.0, description="Per-attempt time limit for an agent (e.g. 30m).")
@@ -195,7 +239,7 @@ class Integration(_Strict):
                                   "`fix`).")
 
 
-class Task(_Strict):
+class Task(Environment):
     id: Annotated[str, Field(pattern=ID_PATTERN, max_length=64)]
     title: str
     prompt: str = Field(description="What the agent is asked to do.")

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from plait import graph
 from plait.errors import Location, PlaitError
-from plait.plan.model import MAX_TASK_SECONDS, SIZE_SECONDS, Plan, Size, format_duration
+from plait.plan.model import MAX_TASK_SECONDS, SIZE_SECONDS, Environment, Plan, Size, format_duration
 
 Severity = Literal["error", "warning"]
 Locate = Callable[..., Location]
@@ -88,6 +88,7 @@ def validate(plan: Plan, locate: Locate) -> list[Diagnostic]:
     found += _sizes(plan, locate)
     found += _paths(plan, locate)
     found += _contracts_and_checks(plan, locate)
+    found += _environments(plan, locate)
     found += _risks(plan, locate)
     return found
 
@@ -202,6 +203,45 @@ def _paths(plan: Plan, locate: Locate) -> list[Diagnostic]:
         if problem := path_problem(c.path):
             out.append(error(f"contract path '{c.path}' {problem[0]}", problem[1],
                              locate("contracts", i, "path")))
+    return out
+
+
+def environment_problems(env: Environment) -> list[tuple[tuple[str | int, ...], str, str]]:
+    """What is wrong with one layer of environment settings: (keys below the layer, problem, fix)."""
+    out: list[tuple[tuple[str | int, ...], str, str]] = []
+    paths: dict[str, tuple[str | int, ...]] = {}
+
+    def claim(path: str, keys: tuple[str | int, ...]) -> None:
+        if problem := path_problem(path):
+            out.append((keys, f"'{path}' {problem[0]}", problem[1]))
+        elif path.strip("/") in ("", ".") or path.split("/")[0] in (".git", ".plait"):
+            out.append((keys, f"'{path}' is not a file the workspace may be given", "name a file or folder "
+                        "inside the repository, outside .git and .plait"))
+        elif path.strip("/") in paths:
+            out.append((keys, f"'{path}' is listed twice", "keep one entry per path"))
+        paths[path.strip("/")] = keys
+
+    for i, f in enumerate(env.copy_files or []):
+        claim(f, ("copy", i))
+    for i, c in enumerate(env.cache or []):
+        claim(c.path, ("cache", i, "path"))
+        for j, k in enumerate(c.key):
+            if problem := path_problem(k):
+                out.append((("cache", i, "key", j), f"key file '{k}' {problem[0]}", problem[1]))
+    names = [n.upper() for n in env.ports or []]
+    for i, n in enumerate(names):
+        if n in names[:i]:
+            out.append((("ports", i), f"port '{(env.ports or [])[i]}' is listed twice (names ignore case)",
+                        "give each port one name"))
+    return out
+
+
+def _environments(plan: Plan, locate: Locate) -> list[Diagnostic]:
+    out = [error(f"defaults: {message}", fix, locate("defaults", *keys))
+           for keys, message, fix in environment_problems(plan.defaults)]
+    for i, t in enumerate(plan.tasks):
+        out += [error(f"task '{t.id}': {message}", fix, locate("tasks", i, *keys))
+                for keys, message, fix in environment_problems(t)]
     return out
 
 

@@ -25,6 +25,7 @@ from plait.evidence import TaskRecord
 from plait.git import merge
 from plait.plan.model import Plan
 from plait.run import integrate, levels, merged
+from plait.run.executors import make_executor
 from plait.run.limits import AdaptiveLimits
 from plait.run.task import RunContext, run_attempt
 from plait.schedule import Job, Scheduler
@@ -49,6 +50,9 @@ class RunOptions:
     relax_phases: bool = False  # a phased plan keeps only its stated dependencies
     agent: str | None = None  # the profile for tasks that name none, over the plan's `defaults.agent`
     fresh: bool = False  # run every task: reuse no earlier run's verified work (plait.run.reuse)
+    executor: str | None = None  # "local" | "ray"; None: plait.toml's [executor], else local
+    address: str | None = None  # the Ray cluster (`--address`); None: plait.toml's, else a private one
+    history: bool = True  # schedule by estimates learned from earlier runs' durations (plait.history)
 
 
 Listener = Callable[[str, str | None, Mapping[str, Any]], None]
@@ -61,13 +65,14 @@ class Engine:
         self.run_id = ctx.paths.run_id
         self.listener = listener or (lambda kind, task, data: None)
         self.clock = clock or RealClock()
-        self.executor = executor or ThreadPoolExecutor(max_workers=options.jobs, thread_name_prefix="plait-task")
+        self.executor = executor or make_executor(ctx, options)  # threads here, or a Ray cluster
         self.random = random.Random()  # back-off jitter; tests may seed it
         self.cancel = threading.Event()  # set: running attempts and the integration test stop
         self._cancel_recorded = False
         self._finished = threading.Event()
         plan = ctx.plan
         self.plan: Plan = plan
+        self.tasks = {t.id: t for t in plan.tasks}  # Plan.task looks through the list: too slow per event
         jobs = [Job(t.id, tuple(t.needs), t.seconds, plan.agent_for(t, ctx.profiles)) for t in plan.tasks]
         ceilings = {name: min(p.concurrency or options.jobs, options.jobs) for name, p in ctx.profiles.items()}
         self.limits = AdaptiveLimits(ceilings)
@@ -77,7 +82,17 @@ class Engine:
         self.attempts: dict[str, int] = {}  # attempt numbers continue across resumes
         self.tries: dict[str, int] = {}  # attempts started by this process: what the retry limit counts
         self.resumable: dict[str, tuple[str, str]] = {}  # task -> (agent session, worktree base)
-        self.radar_head = ctx.base_sha
+        self.radar = merge.Chain(ctx.git, ctx.base_sha, "radar")  # every finished task that merges, in order
+        self.radar_left_out: set[str] = set()  # finished tasks the radar found in conflict
+        # The radar and the integration's merge advance on a thread of their own as tasks finish (in the order
+        # they finish), so the loop starts the next task at once and the run's end has little left to merge.
+        self.merger = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plait-merge")
+        # (task, report its conflicts, the merge's future) for each finished task, in the order they finished
+        self.merging: list[tuple[str, bool, Future[list[dict[str, Any]]]]] = []
+        self.radar_seen: dict[str, str] = {}  # the merger's own: what finished before, for a conflict's partners
+        self.order = graph.topological_order({t.id: list(t.needs) for t in plan.tasks})  # the integration's
+        self.weave = integrate.Weave(ctx, self.order)
+        self.woven: dict[str, str] = {}  # the merger's copy of `commits`
         self.spent = 0.0
         self.stopped_for_budget = False
         self.failed_gate: str | None = None  # a gate task failed: nothing new starts
@@ -85,6 +100,9 @@ class Engine:
         # `review: per-level` tasks wait, verified, for one review of their dependency level (plait.run.levels).
         self.level = graph.levels({t.id: list(t.needs) for t in plan.tasks})
         self.level_reviewed = {t.id for t in plan.tasks if plan.level_reviewed(t)}
+        self.level_tasks: dict[int, list[str]] = {}  # level -> its per-level tasks, in plan order
+        for tid in (t.id for t in plan.tasks if t.id in self.level_reviewed):
+            self.level_tasks.setdefault(self.level[tid], []).append(tid)
         self.held: dict[str, TaskRecord] = {}  # verified, waiting for their level's review
 
     # -- events ------------------------------------------------------------------------
@@ -103,17 +121,18 @@ class Engine:
         """Take finished work from an earlier process (`plait resume`), or that `plait run` took from an
         earlier run (plait.run.reuse): a task whose branch still holds its recorded, verified commit is done
         and never runs again; everything else starts over."""
+        branches = self.ctx.git.list_refs(f"refs/heads/plait/{self.run_id}/")  # one git for every task's branch
         for row in self.store.tasks(self.run_id):
             tid = row["task_id"]
             self.attempts[tid] = row["attempt"] or 0
-            branch_sha = self.ctx.git.rev_parse(f"refs/heads/{self.ctx.paths.branch(tid)}")
+            branch_sha = branches.get(f"refs/heads/{self.ctx.paths.branch(tid)}")
             if row["state"] == TaskState.DONE and row["commit_sha"] and branch_sha == row["commit_sha"]:
                 self.sched.mark_done(tid)
                 self.commits[tid] = row["commit_sha"]
                 ctx_file = self.ctx.paths.task_dir(tid) / "context.json"
                 if ctx_file.exists():
                     self.contexts[tid] = json.loads(ctx_file.read_text())
-                self.radar_head = self._radar_merge(tid, row["commit_sha"], report=False) or self.radar_head
+                self.merging.append((tid, False, self.merger.submit(self._merge_finished, tid, row["commit_sha"])))
             elif row["state"] != TaskState.PENDING:
                 self.emit(EventKind.TASK_RESET, tid, {"was": row["state"]},
                           task={"state": TaskState.PENDING, "error": None, "review_json": None})
@@ -168,6 +187,7 @@ class Engine:
                 finished, _ = wait(waiting, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
                 for fut in [f for f in running if f in finished]:
                     self._finish(running.pop(fut), fut)
+                self._radar_reports(wait_all=False)
                 for review in [f for f in reviews if f in finished]:
                     self._finish_review(reviews.pop(review), review)
         except BaseException:
@@ -178,11 +198,13 @@ class Engine:
             raise
         finally:
             self.executor.shutdown(wait=True)
+            self.merger.shutdown(wait=True, cancel_futures=self.cancel.is_set())
+        self._radar_reports(wait_all=True)
         self._unreviewed()
         return self._conclude()
 
     def _start(self, tid: str) -> Future[TaskRecord]:
-        task = self.plan.task(tid)
+        task = self.tasks[tid]
         self.sched.start(tid)
         attempt = self.attempts.get(tid, 0) + 1
         self.attempts[tid] = attempt
@@ -248,21 +270,23 @@ class Engine:
         self.contexts[tid] = json.loads(ctx_file.read_text()) if ctx_file.exists() else {}
         self.emit(EventKind.TASK_DONE, tid, {"commit": commit, "files": files},
                   task={"state": TaskState.DONE, "commit_sha": commit, "finished_at": time.time()})
-        self.radar_head = self._radar_merge(tid, commit) or self.radar_head
+        self.merging.append((tid, True, self.merger.submit(self._merge_finished, tid, commit)))
 
     def _failed_for_good(self, tid: str, error: str) -> None:
         self._fail(tid, error, TaskState.CANCELLED if self.cancel.is_set() else TaskState.FAILED)
-        if self.plan.task(tid).gate and not self.cancel.is_set():
+        if self.tasks[tid].gate and not self.cancel.is_set():
             self._stop_for_gate(tid, error)
 
     # -- per-level review ----------------------------------------------------------------
     def _levels_due(self) -> list[int]:
-        """Levels whose per-level tasks have all finished (verified, or failed for good), some verified."""
-        busy = {self.level[t] for t in self.sched.pending | self.sched.running if t in self.level_reviewed}
-        return sorted({self.level[t] for t in self.held} - busy)
+        """Levels whose per-level tasks have all finished (verified, or failed for good), some verified. Only the
+        levels of held tasks are looked at: nothing, in a plan without per-level review."""
+        unsettled = self.sched.pending, self.sched.running
+        return sorted(level for level in {self.level[t] for t in self.held}
+                      if not any(t in s for t in self.level_tasks[level] for s in unsettled))
 
     def _start_review(self, level: int) -> Future[levels.LevelOutcome]:
-        records = [self.held.pop(t.id) for t in self.plan.tasks if t.id in self.held and self.level[t.id] == level]
+        records = [self.held.pop(t) for t in self.level_tasks[level] if t in self.held]
         return self.executor.submit(levels.review_level, self.ctx, level, records, self._task_emitter, self.cancel)
 
     def _finish_review(self, level: int, fut: Future[levels.LevelOutcome]) -> None:
@@ -293,7 +317,7 @@ class Engine:
         blocked = self.sched.fail(tid)
         self.emit(EventKind.TASK_FAILED, tid, {"error": error, "blocks": blocked},
                   task={"state": state, "error": error, "finished_at": time.time()})
-        why = f"gate {tid} failed" if self.plan.task(tid).gate else f"needs {tid}, which failed"
+        why = f"gate {tid} failed" if self.tasks[tid].gate else f"needs {tid}, which failed"
         for b in blocked:
             self.emit(EventKind.TASK_BLOCKED, b, {"by": tid}, task={"state": TaskState.BLOCKED, "error": why})
 
@@ -332,21 +356,39 @@ class Engine:
             self.emit(EventKind.TASK_CANCELLED, tid, {"why": "budget"},
                       task={"state": TaskState.CANCELLED, "error": f"--max-cost {limit} spent"})
 
-    # -- conflict radar ------------------------------------------------------------------
-    def _radar_merge(self, tid: str, commit: str, report: bool = True) -> str | None:
-        """Dry-run merge a finished task with everything finished before it; report conflicts now."""
-        git = self.ctx.git
-        outcome = merge.merge_tree(git, self.radar_head, commit)
-        if not outcome.conflicts:
-            return merge.commit_tree(git, outcome.tree, [self.radar_head, commit], f"radar: {tid}")
-        if report:
-            found = [{"with": other, "files": list(files)} for other, sha in self.commits.items()
-                     if other != tid and (files := merge.would_conflict(git, sha, commit))]
-            # No single task clashes: only the combination of earlier work does.
-            found = found or [{"with": "the merge of the tasks finished before it", "files": list(outcome.conflicts)}]
-            for i, data in enumerate(found, start=1):
+    # -- conflict radar and the integration's merge, on the merger thread ----------------------------------
+    def _merge_finished(self, tid: str, commit: str) -> list[dict[str, Any]]:
+        """A finished task: merged as far as it lets the integration's merge go, and into the radar (a dry-run
+        merge with everything finished before it), whose conflicts it returns for the loop to report."""
+        self.woven[tid] = commit
+        self.weave.advance(self.woven)
+        found = self._radar_merge(tid, commit)
+        self.radar_seen[tid] = commit
+        return found
+
+    def _radar_merge(self, tid: str, commit: str) -> list[dict[str, Any]]:
+        needs = self.tasks[tid].needs
+        starts = [self.radar_seen[d] for d in needs if d in self.radar_seen] if needs else [self.ctx.base_sha]
+        conflict = self.radar.add(tid, commit, starts)
+        if conflict is None:
+            return []
+        self.radar_left_out.add(tid)
+        # Every task finished before it that clashes with it on its own (those the radar left out too).
+        suspects = set(conflict.conflicts_with) | self.radar_left_out
+        found = [{"with": other, "files": list(files)} for other, sha in self.radar_seen.items()
+                 if other in suspects and (files := merge.would_conflict(self.ctx.git, sha, commit))]
+        # No single task clashes: only the combination of earlier work does.
+        return found or [{"with": "the merge of the tasks finished before it", "files": list(conflict.files)}]
+
+    def _radar_reports(self, wait_all: bool) -> None:
+        """Report the radar's conflicts of the tasks merged so far (all of them, waiting, with `wait_all`)."""
+        while self.merging and (wait_all or self.merging[0][2].done()):
+            tid, report, fut = self.merging.pop(0)
+            if fut.cancelled():
+                continue
+            found = fut.result()
+            for i, data in enumerate(found if report else [], start=1):
                 self.emit(EventKind.TASK_CONFLICT, tid, data, task={"conflicts_json": json.dumps(found[:i])})
-        return None
 
     # -- end of the run -----------------------------------------------------------------
     def _conclude(self) -> str:
@@ -357,8 +399,8 @@ class Engine:
         elif failed or self.stopped_for_budget or self.failed_gate:
             status = "failed"
         else:
-            order = graph.topological_order({t.id: list(t.needs) for t in self.plan.tasks})
-            result = integrate.integrate(self.ctx, self.commits, order, self.options.deliver, self.emit, self.cancel)
+            result = integrate.integrate(self.ctx, self.commits, self.order, self.options.deliver, self.emit,
+                                         self.cancel, self.weave)
             status = "cancelled" if self.cancel.is_set() else "completed" if result.ok else "failed"
         # What the parallel work adds up to, integrated or not (written also when the integration failed).
         try:

@@ -34,14 +34,15 @@ class IntegrationResult:
 
 
 def integrate(ctx: RunContext, commits: Mapping[str, str], order: list[str], deliver: str,
-              emit: Emit, cancel: threading.Event) -> IntegrationResult:
+              emit: Emit, cancel: threading.Event, weave: Weave | None = None) -> IntegrationResult:
     """Merge (a resolver on each conflict), test (an integration engineer when it fails), review (`end`),
-    deliver. Setting `cancel` stops the agents and the integration test; nothing is delivered then."""
+    deliver. Setting `cancel` stops the agents and the integration test; nothing is delivered then. `weave`:
+    the merge the run built as tasks finished (same order, same result), continued here."""
     git, paths, plan = ctx.git, ctx.paths, ctx.plan
     branch = f"plait/{paths.run_id}/integration"
     emit(EventKind.INTEGRATION_STARTED, None, {"branch": branch, "order": order})
     result = IntegrationResult(ok=False)
-    current = merge_all(ctx, commits, order, emit, cancel, result)
+    current = merge_all(ctx, commits, order, emit, cancel, result, weave)
     if current is not None:
         result.commit = current
         ref = f"refs/heads/{branch}"
@@ -82,35 +83,65 @@ def integrate(ctx: RunContext, commits: Mapping[str, str], order: list[str], del
     return result
 
 
+class Weave:
+    """The integration's merge, built while the run goes on: every task's commit merged on the base in
+    `order`, as far as the tasks finished so far allow (the next in order not finished yet waits), so at the
+    run's end only what finished last is left to merge. A conflict stops it there: the integration's resolver
+    takes over (`merge_all`). Same order, same merges, same commits as merging everything at the end."""
+
+    def __init__(self, ctx: RunContext, order: list[str]) -> None:
+        self.ctx, self.order = ctx, order
+        self.message = f"[plait {ctx.paths.run_id}] integrate"
+        self.chain = merge.Chain(ctx.git, ctx.base_sha, self.message)
+        self.next = 0  # order[next] is the next to merge
+        self.merged: list[str] = []  # what the integration report lists, in merge order
+        self.conflict: merge.Conflict | None = None
+        self.needs = {t.id: t.needs for t in ctx.plan.tasks}
+
+    def advance(self, commits: Mapping[str, str]) -> merge.Conflict | None:
+        """Merge every task in order whose commit `commits` holds, up to the first that is missing or conflicts."""
+        while self.conflict is None and self.next < len(self.order) and self.order[self.next] in commits:
+            tid = self.order[self.next]
+            needs = self.needs[tid]  # what its work was built on, merged before it
+            starts = [commits[d] for d in needs if d in commits] if needs else [self.ctx.base_sha]
+            self.conflict = self.chain.add(self.ctx.paths.branch(tid), commits[tid], starts)
+            if self.conflict is None:
+                self.merged.append(tid)
+                self.next += 1
+        return self.conflict
+
+    def resolved(self, commit: str, name: str) -> None:
+        """A resolver merged the conflicting task: go on from its commit."""
+        self.chain = merge.Chain(self.ctx.git, commit, self.message)
+        self.merged.append(name)
+        self.conflict = None
+        self.next += 1
+
+
 def merge_all(ctx: RunContext, commits: Mapping[str, str], order: list[str], emit: Emit, cancel: threading.Event,
-              result: IntegrationResult) -> str | None:
-    """Every task's commit merged on the base in `order`, a resolver on each conflict: the merge, or None
-    when a conflict stays (`result.conflict` says which)."""
-    paths, plan = ctx.paths, ctx.plan
-    heads = [(paths.branch(t), commits[t]) for t in order]
-    current = ctx.base_sha
+              result: IntegrationResult, weave: Weave | None = None) -> str | None:
+    """Every task's commit merged on the base in `order` (continuing `weave`, what the run merged as tasks
+    finished), a resolver on each conflict: the merge, or None when a conflict stays (`result.conflict` says
+    which)."""
+    weave = weave or Weave(ctx, order)
     while True:
-        merged = merge.merge_commits(ctx.git, current, heads, f"[plait {paths.run_id}] integrate")
-        result.merged += [name.rsplit("/", 1)[-1] for name in merged.merged]
-        current = merged.commit
-        conflict = merged.conflict
+        conflict = weave.advance(commits)
+        result.merged = list(weave.merged)
         if conflict is None:
-            return current
+            return weave.chain.commit
         emit(EventKind.INTEGRATION_CONFLICT, None, {"conflict": str(conflict), "task": conflict.name.rsplit("/", 1)[-1],
                                                     "files": list(conflict.files)})
-        if not plan.integration.agents or cancel.is_set():
+        if not ctx.plan.integration.agents or cancel.is_set():
             result.conflict = str(conflict)
             result.error = f"integration conflict: {conflict}"
             return None
-        mend = resolve.resolve_conflict(ctx, current, conflict, commits, emit, cancel)
+        mend = resolve.resolve_conflict(ctx, weave.chain.commit, conflict, commits, emit, cancel)
         result.mends.append(mend)
         if not mend.ok or mend.commit is None:
             result.conflict = str(conflict)
             result.error = f"integration conflict not resolved: {conflict}; the resolver: {mend.error}"
             return None
-        current = mend.commit
-        result.merged.append(mend.task or conflict.name)
-        heads = heads[[name for name, _ in heads].index(conflict.name) + 1:]
+        weave.resolved(mend.commit, mend.task or conflict.name)
 
 
 def emit_verified(emit: Emit, v: VerifyResult) -> None:

@@ -106,10 +106,12 @@ def integration_scenarios(plan: Plan, latency: float) -> dict[str, Scenario]:
 
 
 @contextmanager
-def rehearsal(plan: Plan, run_id: str, latency: float = 0.0) -> Iterator[tuple[ModelServer, TaskEnv]]:
-    """A running scripted server with one scenario per agent (its own API key), and each agent's env."""
+def rehearsal(plan: Plan, run_id: str, latency: float = 0.0,
+              host: str = "127.0.0.1") -> Iterator[tuple[ModelServer, TaskEnv]]:
+    """A running scripted server with one scenario per agent (its own API key), and each agent's env. `host`:
+    the address it listens on and the agents reach it at (another machine's, for a Ray cluster's nodes)."""
     keys: dict[str, str] = {}
-    with ModelServer() as server:
+    with ModelServer(host=host) as server:
         every = [scenarios(plan, t, latency) for t in plan.tasks] + [level_scenarios(plan, latency)]
         for agent_id, scenario in ((a, s) for found in every for a, s in found.items()):
             keys[agent_id] = f"plait-rehearsal-{run_id}-{agent_id.replace('/', '~')}"  # ~ is in no task id

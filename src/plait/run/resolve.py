@@ -30,7 +30,7 @@ from plait.git import merge, workspace
 from plait.git.repo import GitError
 from plait.plan.model import Plan, Script, Task
 from plait.redact import redact_files, register_env
-from plait.run import review
+from plait.run import environment, review
 from plait.run.prompts import document_sections, fenced, opening, task_sections
 from plait.run.task import (
     RunContext,
@@ -38,6 +38,7 @@ from plait.run.task import (
     confinement,
     run_verify,
     short,
+    spares,
     verify_environment,
     workspace_env,
 )
@@ -108,13 +109,28 @@ class Bench:
         self.ctx, self.name, self.cancel, self.emit = ctx, name, cancel, emit
         self.subject = subject  # the agents' task id: the conflicting task's for a resolver
         folder = ctx.paths.integration_folder
-        self.ws = workspace.create(ctx.git, folder / name, folder / "home", base, f"plait/{ctx.paths.run_id}/{name}")
+        # A finished task's work tree reset to `base`, when one is left: no checkout of every file at the run's end.
+        self.ws = workspace.create(ctx.git, folder / name, folder / "home", base, f"plait/{ctx.paths.run_id}/{name}",
+                                   spares(ctx.paths))
         self.log_dir = ctx.paths.run_dir / "integration" / name
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.last_dir = self.log_dir
         self.head = base  # the last captured commit
         self.default = ctx.profiles.get(ctx.plan.defaults.agent)
         self.incidents: list[str] = []
+        self.env = self._environment()  # the plan's copied files and caches (docs/environment.md)
+
+    def _environment(self) -> environment.AttemptEnvironment | None:
+        ctx = self.ctx
+        where = environment.Where(
+            repo_root=ctx.paths.repo_root, cache_root=environment.cache_root(ctx.paths.workspaces), tree=self.ws.tree,
+            home=self.ws.home, tmp=self.ws.tmp, log_dir=self.log_dir, timeout=self.plan.defaults.timeout,
+            cancel=self.cancel, base_env=ctx.verify_env or verify_environment(),
+            landlock=confinement(ctx, self.default, self.ws, agent=False).landlock)
+        env, problem = environment.shared_files(self.plan, where, f"plait-{ctx.paths.run_id}-{self.name}".lower())
+        if problem:
+            self.incidents.append(f"environment: {short(problem, 500)}")
+        return env
 
     @property
     def plan(self) -> Plan:
@@ -140,7 +156,8 @@ class Bench:
 
     def capture_all(self, message: str) -> workspace.Capture:
         """Commit the work tree on the workspace's base (everything the agents changed so far)."""
-        return workspace.capture(self.ctx.git, self.ws, message)
+        with environment.hidden(self.env, self.ws.folder / "environment-aside"):
+            return workspace.capture(self.ctx.git, self.ws, message)
 
     def run_commands(self, commands: Sequence[str | None]) -> list[VerifyResult]:
         """Each command in the workspace, confined like the agents; stops at the first that fails."""
@@ -178,10 +195,12 @@ class Bench:
         return review.change_diff(self.ctx.git, self.ctx.base_sha, commit)  # the whole run's change
 
     def tree_state(self) -> str:
-        return workspace.tree_state(self.ctx.git, self.ws)
+        with environment.hidden(self.env, self.ws.folder / "environment-aside"):
+            return workspace.tree_state(self.ctx.git, self.ws)
 
     def put_back(self, tree: str) -> list[str]:
-        changed = workspace.put_back(self.ctx.git, self.ws, tree)
+        with environment.hidden(self.env, self.ws.folder / "environment-aside"):
+            changed = workspace.put_back(self.ctx.git, self.ws, tree)
         if changed:
             self.incidents.append(f"end review: the reviewer changed {', '.join(changed[:10])} (a reviewer only "
                                   "reads): put back")

@@ -2,7 +2,9 @@
 are unchanged, so after a fix only the fixed task and what builds on it run again.
 
 A task's input key is a sha256 over what its work depends on: its prompt, scope, verify command, agent,
-role, script, acceptance criteria and review, the plan's contracts and documents, and what it starts
+role, script, acceptance criteria and review, its environment as declared (setup, teardown, copied files,
+ports, caches: docs/environment.md; not the copied files' contents), the plan's contracts and documents, and
+what it starts
 from — the run's base commit for a task without dependencies, its dependencies' keys otherwise. A new
 commit at the base, or any change upstream, changes the keys of everything downstream.
 """
@@ -30,8 +32,11 @@ CARRIED = ("verify_exit", "verify_seconds", "deviations_json", "incidents_json",
 
 
 def input_keys(plan: Plan, profiles: Mapping[str, Profile], base_sha: str, docs: Documents,
-               rehearsal: bool) -> dict[str, str]:
+               rehearsal: bool, repo_root: Path) -> dict[str, str]:
     """Each task's input key (see the module's docstring)."""
+    from plait.run import environment
+
+    configured = environment.configured(repo_root)
     shared = {"contracts": [c.model_dump(mode="json") for c in plan.contracts], "spec": docs.spec,
               "constitution": docs.constitution, "rehearsal": rehearsal}
     keys: dict[str, str] = {}
@@ -44,6 +49,7 @@ def input_keys(plan: Plan, profiles: Mapping[str, Profile], base_sha: str, docs:
             "role": task.role, "script": task.script.model_dump(mode="json") if task.script else None,
             "acceptance": task.acceptance, "review": [task.review or plan.defaults.review, plan.max_rounds_for(task)],
             "starts_from": {d: keys[d] for d in sorted(task.needs)} if task.needs else base_sha,
+            "environment": environment.resolve([task, plan.defaults, configured]).model_dump(mode="json"),
         }
         keys[tid] = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
     return keys

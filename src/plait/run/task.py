@@ -6,6 +6,7 @@ schedules retries, blocks dependents and integrates.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -21,12 +22,12 @@ from plait import proc
 from plait.agents.base import Agent, AgentRequest, AgentResult, ErrorKind, Permission, Profile, SandboxMode
 from plait.evidence import ReviewRecord, TaskRecord, VerifyResult, write_evidence
 from plait.git import merge, workspace
-from plait.git.repo import GitError
+from plait.git.repo import GitError, RefChanged
 from plait.plan.analyze import patterns_overlap
 from plait.plan.model import Plan, Script, Task
 from plait.profiles import auth_hint
 from plait.redact import redact, redact_files, register_env
-from plait.run import review, scrutiny
+from plait.run import environment, review, scrutiny
 from plait.run.context import RunContext as RunContext  # re-exported: api, integrate and the engine use them
 from plait.run.context import RunPaths as RunPaths
 from plait.run.prompts import build_prompt, role_for
@@ -77,11 +78,16 @@ def prepare_workspace(ctx: RunContext, task: Task, attempt: int,
     for old in range(1, attempt):
         workspace.remove(paths.attempt_folder(task.id, old))
     ref = f"refs/heads/{paths.branch(task.id)}"
-    old_sha = git.rev_parse(ref)
+    old_sha = git.rev_parse(ref) if attempt > 1 else None  # a first attempt's branch does not exist yet
     if old_sha is not None:  # a failed earlier attempt: the branch starts again from the base
         git.delete_ref(ref, old_sha)
     return workspace.create(git, paths.attempt_folder(task.id, attempt), paths.home(task.id), base,
-                            paths.branch(task.id))
+                            paths.branch(task.id), spares(paths))
+
+
+def spares(paths: RunPaths) -> Path:
+    """Where verified attempts' work trees wait to become the next attempts' (plait.git.workspace.park)."""
+    return paths.workspaces / "_spare"  # task ids start with a letter or digit
 
 
 class TaskError(Exception):
@@ -136,6 +142,7 @@ def run_attempt(
             f.write(redact(traceback.format_exc()))
         return run.record(False, error=short(f"{run.stage} failed: {type(exc).__name__}: {exc}"))
     finally:
+        run.finish_environment()  # teardown and the ports back, whatever happened above
         redact_files(run.log_dir)
         redact_files(ctx.paths.home(task.id))  # the CLIs' transcripts and histories
 
@@ -159,15 +166,18 @@ class Attempt:
         self.timeout = task.timeout or self.profile.timeout or ctx.plan.defaults.timeout
         self.base = ctx.base_sha
         self.ws: workspace.Workspace | None = None
+        self.branch_at: str | None = None  # where the task's branch is: none before the first capture
         self.agent: dict[str, Any] = {"profile": self.profile.name, "adapter": self.profile.adapter}
         self.result: AgentResult | None = None
         self.captured: dict[str, Any] = {}  # the last capture: commit, files, deviations, contract violations
         self.costs: list[float | None] = []  # every agent's of this attempt: implementer, reviewer, fixer
         self.tokens = [0, 0]
         self.incidents: list[str] = []
+        self.env: environment.AttemptEnvironment | None = None  # docs/environment.md
         self.stage = "workspace"
 
     def record(self, ok: bool, **kw: Any) -> TaskRecord:
+        self.finish_environment()  # teardown first: its output is part of the evidence
         result = self.result
         fields: dict[str, Any] = {
             "run_id": self.ctx.paths.run_id, "task_id": self.task.id, "attempt": self.attempt, "ok": ok,
@@ -178,6 +188,7 @@ class Attempt:
             "error_kind": result.error_kind if result and not result.ok else None,
             "session_id": result.session_id if result else None, "cost_usd": self.cost(),
             "retry_after": result.retry_after if result else None, "rehearsal": self.ctx.rehearsal,
+            "environment": self.env.summary() if self.env else None,
         }
         fields.update(self.captured)
         fields.update(kw)
@@ -211,6 +222,10 @@ class Attempt:
         self.ws = ws
         self.emit(EventKind.TASK_WORKSPACE, {"workspace": str(ws.tree), "base": self.base},
                   task={"worktree": str(ws.folder), "base_sha": self.base, "branch": paths.branch(task.id)})
+        self.stage = "setup"
+        problem = self.prepare_environment(ws, resumed=session is not None)
+        if problem:
+            return self.record(False, error=short(f"environment: {problem}"), transient=False)
 
         self.stage = "agent"
         prompt = build_prompt(ctx.plan, task, dep_contexts, ctx.docs, paths.repo_root)
@@ -258,15 +273,46 @@ class Attempt:
                 return self.record(False, verify=verify, review=reviewed, error=done.error, error_kind=failed_kind,
                                    transient=bool(failed_kind and failed_kind.transient), session_id=None,
                                    profile=done.profile or profile.name)
-        workspace.remove(ws.folder)  # the work is in its commit; failed attempts' workspaces stay to look at
+        self.finish_environment(clear=True)
+        # The work is in its commit: the tree goes to the next task; failed attempts' workspaces stay to look at.
+        workspace.park(ws, spares(paths))
         return self.record(True, verify=verify, review=reviewed)
 
     # -- the stages' mechanics, shared with the review loop ---------------------------------------------
+    def prepare_environment(self, ws: workspace.Workspace, resumed: bool, files_only: bool = False) -> str | None:
+        """The attempt's environment (copied files, caches, ports, setup): None when ready, else why not.
+        `files_only`: the copied files and caches alone (nothing there to tear down)."""
+        ctx = self.ctx
+        spec = environment.for_task(ctx.plan, self.task, ctx.paths.repo_root)
+        if files_only:
+            spec = spec.model_copy(update={"setup": None, "teardown": None, "ports": None})
+        if environment.is_empty(spec):
+            return None
+        where = environment.Where(
+            repo_root=ctx.paths.repo_root, cache_root=environment.cache_root(ctx.paths.workspaces), tree=ws.tree,
+            home=ws.home, tmp=ws.tmp, log_dir=self.log_dir, timeout=self.timeout, cancel=self.cancel,
+            base_env=ctx.verify_env or verify_environment(),
+            landlock=confinement(ctx, self.profile, ws, agent=False).landlock)
+        slot = environment.slot_name(ctx.paths.run_id, self.task.id, self.attempt)
+        self.env = environment.AttemptEnvironment(spec, where, slot, resumed=resumed)
+        return self.env.prepare()
+
+    def finish_environment(self, clear: bool = False) -> None:
+        """Teardown and the ports back; `clear`: the copied files and cache links go too (the tree is kept
+        for another task)."""
+        if self.env is not None:
+            self.env.finish()
+            if clear:
+                self.env.clear()
+
+    def env_vars(self) -> dict[str, str]:
+        return self.env.variables if self.env is not None else {}
+
     def call_agent(self, role: str, profile: Profile, prompt: str, log_dir: Path, session: str | None = None,
                    script: Script | None = None, agent_id: str | None = None) -> AgentResult:
         self.last_dir = log_dir
         result, incidents = launch(self.ctx, self._ws(), self.task.id, role, profile, prompt, log_dir, self.timeout,
-                                   self.cancel, agent_id or self.task.id, session, script)
+                                   self.cancel, agent_id or self.task.id, session, script, self.env_vars())
         self.costs.append(result.cost_usd)
         self.tokens[0] += result.tokens.input
         self.tokens[1] += result.tokens.output
@@ -280,7 +326,11 @@ class Attempt:
         paths = self.ctx.paths
         ws = workspace.create(self.ctx.git, paths.attempt_folder(self.task.id, self.attempt),
                               paths.home(self.task.id), commit, paths.branch(self.task.id))
-        self.ws, self.base = replace(ws, base=base), base
+        self.ws, self.base, self.branch_at = replace(ws, base=base), base, commit
+        # Its verify needs the copied files and the caches; no setup: nobody would tear it down.
+        problem = self.prepare_environment(ws, resumed=False, files_only=True)
+        if problem:
+            raise TaskError(f"environment: {problem}", transient=False)
 
     def _ws(self) -> workspace.Workspace:
         assert self.ws is not None, "the workspace comes first"
@@ -294,12 +344,17 @@ class Attempt:
         fails the task or None)."""
         ctx, task, git, paths = self.ctx, self.task, self.ctx.git, self.ctx.paths
         try:
-            captured_tree = workspace.capture(git, self._ws(), f"[plait {paths.run_id}] {task.id}: {task.title}")
+            with self.hidden():
+                captured_tree = workspace.capture(git, self._ws(), f"[plait {paths.run_id}] {task.id}: {task.title}")
         except (workspace.WorkspaceGone, GitError) as exc:  # e.g. files the agent made unreadable
             return None, f"capture: {exc}"
         commit = captured_tree.commit
         ref = f"refs/heads/{paths.branch(task.id)}"
-        git.update_ref(ref, commit, git.rev_parse(ref))
+        try:  # from where this attempt knows the branch to be: no git to ask
+            git.update_ref(ref, commit, self.branch_at)
+        except RefChanged:  # somewhere else (say, a Ray node's repository): from where it is
+            git.update_ref(ref, commit, git.rev_parse(ref))
+        self.branch_at = commit
         changed = [p for _, p in captured_tree.changed]
         deviations, violations = out_of_scope(changed, task.files), contract_violations(ctx.plan, task, changed)
         self.captured = {"commit_sha": commit, "files_changed": changed, "deviations": deviations,
@@ -312,7 +367,8 @@ class Attempt:
     def verify(self) -> VerifyResult:
         ctx, ws = self.ctx, self._ws()
         verify = run_verify(ctx.plan.verify_for(self.task), ws.tree, self.last_dir, self.timeout, self.cancel,
-                            workspace_env(ctx.verify_env or verify_environment(), ws, home=False),
+                            workspace_env({**(ctx.verify_env or verify_environment()), **self.env_vars()}, ws,
+                                          home=False),
                             confinement(ctx, self.profile, ws, agent=False))
         self.emit(EventKind.TASK_VERIFIED, {"command": verify.command, "exit_code": verify.exit_code,
                                             "seconds": verify.seconds, "ok": verify.ok},
@@ -324,12 +380,20 @@ class Attempt:
         return review.change_diff(self.ctx.git, self.base, commit)
 
     def tree_state(self) -> str:
-        return workspace.tree_state(self.ctx.git, self._ws())
+        with self.hidden():
+            return workspace.tree_state(self.ctx.git, self._ws())
+
+    def hidden(self) -> contextlib.AbstractContextManager[None]:
+        """What the environment put in the work tree (copied files, cache links), out of git's sight."""
+        if self.env is None:
+            return contextlib.nullcontext()
+        return self.env.hidden(self._ws().folder / "environment-aside")
 
     def put_back(self, tree: str) -> list[str]:
         """Put the work tree back to `tree` if a reviewer changed it (possible only where the kernel cannot
         confine writes); what it had changed becomes an incident."""
-        changed = workspace.put_back(self.ctx.git, self._ws(), tree)
+        with self.hidden():
+            changed = workspace.put_back(self.ctx.git, self._ws(), tree)
         if changed:
             self.incidents.append(f"reviewer: changed {', '.join(changed[:10])} (a reviewer only reads): put back")
         return changed
@@ -359,13 +423,14 @@ class Attempt:
 
 def launch(ctx: RunContext, ws: workspace.Workspace, task_id: str, role: str, profile: Profile, prompt: str,
            log_dir: Path, timeout: float, cancel: threading.Event, agent_id: str, session: str | None = None,
-           script: Script | None = None) -> tuple[AgentResult, list[str]]:
+           script: Script | None = None, variables: Mapping[str, str] | None = None,
+           ) -> tuple[AgentResult, list[str]]:
     """One agent in `ws`, sandboxed, with its allow-listed environment: its result, and its incidents (what
     it was refused or reached outside its work tree, and what it did to its workspace repository)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     (log_dir / "prompt.md").write_text(prompt)
     repo_before = scrutiny.repo_state(ws.tree)
-    env = workspace_env(ctx.agent_env(profile, agent_id), ws, home=True)
+    env = workspace_env({**ctx.agent_env(profile, agent_id), **(variables or {})}, ws, home=True)
     register_env(env)  # keys handed to this agent (a rehearsal's, say) are masked like the user's
     confine = confinement(ctx, profile, ws, agent=True)
     request = AgentRequest(task_id, prompt, ws.tree, log_dir, profile, timeout, env, resume_session=session,

@@ -1,0 +1,237 @@
+"""What plait itself costs per task as plans grow (issue 13, goals 3 and 4): a real `plait run` of near-no-op tasks.
+
+A generated repository of `--files` files (~100 bytes each, nested folders, one commit) and a plan of `--tasks`
+independent tasks of the `script` agent (each writes one new file; verify `true`; integration verify `true`),
+run with `plait run --jobs 8` as a child process, once per task count, for each source tree: this tree ("after")
+and `--before REV` (that revision's `src/`, exported with `git archive`: "before"), alternating. Per run:
+
+- wall time, CPU (user + system of the run and every process it waited for, from `wait4`), CPU per task;
+- peak RSS (the largest process of the run);
+- the integration tail: from the last task's `task.done` to `run.finished`, and its share of the run;
+- workspaces held: checkouts (attempt folders holding a `tree/`) present at once, sampled every second, at most;
+  times the size of one checkout = disk held.
+
+`--count-git N`: one more run of N tasks per source with a `git` on PATH that logs every invocation: git
+processes per task, by subcommand.
+
+`--script`: the same work as a hand-written git script, per task, one after another, for the CPU comparison (once
+with a fresh checkout per task, once with one folder reset to the base per task, as plait now does):
+check the base out into a folder of its own (`read-tree -u` with its own index), write the file, `add -A`,
+`write-tree`, `commit-tree`, `update-ref`, run `true`, merge into a radar head and an integration head
+(`merge-tree --write-tree` + `commit-tree` each), delete the folder: 9 git processes per task.
+
+Run: .venv/bin/python -m benchmarks.task_cost [--tasks 100,250,500,1000] [--files 1000] [--before d6e1f9a]
+     [--count-git 100] [--script 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import resource
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**{k: v for k, v in os.environ.items() if not k.startswith("GIT_") and k != "PYTHONDONTWRITEBYTECODE"},
+       "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "bench",
+       "GIT_COMMITTER_EMAIL": "b@x"}
+
+
+def git(cwd: Path, *args: str, env: dict[str, str] | None = None, input: str | None = None) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, env=env or ENV, check=True, capture_output=True, text=True,
+                          input=input).stdout
+
+
+def make_repo(path: Path, files: int, tasks: int) -> Path:
+    path.mkdir(parents=True)
+    git(path, "init", "-q", "-b", "main")
+    for i in range(files):
+        f = path / f"d{i % 50}" / f"e{i % 7}" / f"f{i}.txt"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(f"file {i}\n" * 10)
+    plan = ["plait: 1", "name: task-cost", "defaults: {agent: script, verify: 'true'}",
+            "integration: {verify: 'true'}", "tasks:"]
+    for i in range(tasks):
+        plan += [f"  - id: t{i}", f"    title: Task {i}", f"    prompt: write out/f{i}.txt",
+                 f"    files: [out/f{i}.txt]", f"    script: {{write: {{out/f{i}.txt: '{i}'}}}}"]
+    (path / "plan.yaml").write_text("\n".join(plan) + "\n")
+    git(path, "add", "-A")
+    git(path, "commit", "-qm", "initial")
+    return path / "plan.yaml"
+
+
+def export(rev: str, into: Path) -> Path:
+    archive = subprocess.run(["git", "archive", rev, "src"], cwd=ROOT, env=ENV, check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into / "src"
+
+
+def checkouts(workspaces: Path) -> int:
+    """Attempt folders that hold a work tree now."""
+    found = 0
+    for run in (run for repo in _dirs(workspaces) for run in _dirs(repo)):
+        for task in _dirs(run):
+            found += sum(1 for a in _dirs(task) if (a / "tree").is_dir())
+    return found
+
+
+def _dirs(folder: Path) -> list[Path]:
+    try:
+        return [Path(e.path) for e in os.scandir(folder) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+
+
+def tree_bytes(tree: Path) -> int:
+    return sum(os.lstat(os.path.join(d, f)).st_blocks * 512 for d, _, fs in os.walk(tree) if ".git" not in d
+               for f in fs)
+
+
+def run_plait(src: Path, files: int, tasks: int, shim: Path | None = None) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="plait-cost-") as tmp:
+        plan = make_repo(Path(tmp) / "repo", files, tasks)
+        cache = Path(tmp) / "cache"
+        env = {**ENV, "PYTHONPATH": str(src), "XDG_CACHE_HOME": str(cache)}
+        if shim is not None:
+            env["PATH"] = f"{shim}:{env['PATH']}"
+        peak, stop = [0], threading.Event()
+
+        def sample() -> None:
+            while not stop.wait(1.0):
+                peak[0] = max(peak[0], checkouts(cache / "plait" / "workspaces"))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        start = time.perf_counter()
+        child = subprocess.Popen([sys.executable, "-m", "plait", "run", str(plan), "--jobs", "8"], cwd=plan.parent,
+                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        assert child.stderr is not None
+        err = child.stderr.read()
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - start
+        stop.set()
+        sampler.join()
+        db = sqlite3.connect(plan.parent / ".git" / "plait" / "state.db")
+        ts = {kind: (lo, hi) for kind, lo, hi in
+              db.execute("SELECT kind, min(ts), max(ts) FROM events GROUP BY kind")}
+        failed = db.execute("SELECT count(*) FROM events WHERE kind='task.failed'").fetchone()[0]
+        db.close()
+        if child.returncode != 0 and not failed:
+            raise RuntimeError(f"plait run failed ({child.returncode}): {err.decode()[-800:]}")
+        run_start, run_end = ts["run.started"][0], ts["run.finished"][1]
+        tail = run_end - ts["task.done"][1]
+        # A run with failed tasks does not integrate: its tail is not the integration's (NaN).
+        return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss": usage.ru_maxrss / 1024,
+                "tail": tail if not failed else float("nan"), "tail_share": tail / (run_end - run_start)
+                if not failed else float("nan"), "held": peak[0], "tree_mb": tree_bytes(plan.parent) / 2**20,
+                "failed": failed}
+
+
+def git_shim(folder: Path, log: Path) -> Path:
+    real = shutil.which("git")
+    assert real
+    folder.mkdir(parents=True, exist_ok=True)
+    shim = folder / "git"
+    shim.write_text(f'#!/bin/sh\necho "$@" >> {log}\nexec {real} "$@"\n')
+    shim.chmod(0o755)
+    return folder
+
+
+def count_git(src: Path, files: int, tasks: int) -> collections.Counter[str]:
+    with tempfile.TemporaryDirectory(prefix="plait-git-") as tmp:
+        log = Path(tmp) / "git.log"
+        log.touch()
+        run_plait(src, files, tasks, git_shim(Path(tmp) / "bin", log))
+        words = (next((w for w in line.split() if not w.startswith("-")), "?") for line in log.read_text().splitlines())
+        return collections.Counter(words)
+
+
+def script_round(files: int, tasks: int, recycle: bool) -> float:
+    """CPU per task of the hand-written script (see the module's docstring); `recycle`: one folder for every task,
+    reset to the base (`clean -ffdqx`, `read-tree --reset -u`) instead of a fresh checkout and a delete."""
+    with tempfile.TemporaryDirectory(prefix="plait-script-") as tmp:
+        repo = Path(tmp) / "repo"
+        make_repo(repo, files, 0)
+        env = {**ENV, "GIT_DIR": str(repo / ".git")}
+        base = git(repo, "rev-parse", "HEAD").strip()
+        radar = integration = base
+        before = cpu()
+        for i in range(tasks):
+            ws = Path(tmp) / "ws" / ("t" if recycle else f"t{i}")
+            (ws / "tree").mkdir(parents=True, exist_ok=True)
+            wenv = {**env, "GIT_INDEX_FILE": str(ws / "index"), "GIT_WORK_TREE": str(ws / "tree")}
+            if recycle and i:
+                git(ws / "tree", "clean", "-ffdqx", env=wenv)
+            git(ws / "tree", "read-tree", "--reset", "-u", base, env=wenv)
+            (ws / "tree" / "out").mkdir()
+            (ws / "tree" / "out" / f"f{i}.txt").write_text(str(i))
+            git(ws / "tree", "add", "-A", env=wenv)
+            tree = git(ws / "tree", "write-tree", env=wenv).strip()
+            commit = git(repo, "commit-tree", tree, "-p", base, "-m", f"t{i}", env=env).strip()
+            git(repo, "update-ref", f"refs/heads/t{i}", commit, "0" * 40, env=env)
+            subprocess.run(["sh", "-c", "true"], cwd=ws / "tree", check=True)
+            for head in ("radar", "integration"):
+                ours = radar if head == "radar" else integration
+                merged = git(repo, "merge-tree", "--write-tree", ours, commit, env=env).split()[0]
+                new = git(repo, "commit-tree", merged, "-p", ours, "-p", commit, "-m", head, env=env).strip()
+                radar, integration = (new, integration) if head == "radar" else (radar, new)
+            if not recycle:
+                shutil.rmtree(ws)
+        return (cpu() - before) / tasks
+
+
+def cpu() -> float:
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", default="100,250,500,1000")
+    parser.add_argument("--files", type=int, default=1000)
+    parser.add_argument("--before", default="d6e1f9a", help="a revision, or '' for this tree only")
+    parser.add_argument("--only", choices=("before", "after"), help="run one of the two source trees")
+    parser.add_argument("--after", default=str(ROOT / "src"), help="the source tree measured as 'after'")
+    parser.add_argument("--count-git", type=int, default=0, metavar="TASKS")
+    parser.add_argument("--script", type=int, default=0, metavar="TASKS", help="hand-written script's CPU per task")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="plait-src-") as tmp:
+        sources = {"after": Path(args.after)}
+        if args.before:
+            sources = {"before": export(args.before, Path(tmp)), **sources}
+        if args.only:
+            sources = {args.only: sources[args.only]}
+        for recycle in (False, True) if args.script else ():
+            how = "one folder reset per task" if recycle else "a fresh checkout per task"
+            print(f"hand-written script, {args.files} files, {how}: "
+                  f"{1000 * script_round(args.files, args.script, recycle):.0f} ms CPU per task", flush=True)
+        for name, src in sources.items():
+            if args.count_git:
+                counts = count_git(src, args.files, args.count_git)
+                per = {k: round(v / args.count_git, 2) for k, v in counts.most_common()}
+                print(f"{name}: {sum(counts.values()) / args.count_git:.1f} git processes per task: {per}", flush=True)
+        if not args.tasks:
+            return
+        print("| files | tasks | code | wall | CPU | CPU per task | peak RSS | integration tail | tail share "
+              "| checkouts held (peak) | disk held |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for n in (int(t) for t in args.tasks.split(",")):
+            for name, src in sources.items():
+                r = run_plait(src, args.files, n)
+                print(f"| {args.files} | {n} | {name} | {r['wall']:.1f} s | {r['cpu']:.1f} s | "
+                      f"{1000 * r['cpu'] / n:.0f} ms | {r['rss']:.0f} MB | {r['tail']:.1f} s | "
+                      f"{100 * r['tail_share']:.1f} % | {r['held']:.0f} | {r['held'] * r['tree_mb']:.0f} MB |"
+                      + (f" {r['failed']} task(s) failed" if r["failed"] else ""), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Per-task cost at scale (issue 13, goals 3 and 4): a finished workspace becomes the next one (reset to the new
+base, nothing of the last task left), the integration's merge asks git no ancestry question once it has made a
+merge, and built while the run goes on it gives the same result as built at the end."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from gitfixtures import commit_on, files_at, git, user_repo
+from plait.git import merge, workspace
+from plait.git.repo import Git
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Iterator[Path]:
+    yield from user_repo(tmp_path)
+
+
+def tree_files(tree: Path) -> dict[str, str]:
+    found = {}
+    for folder, dirs, files in os.walk(tree):
+        dirs[:] = [d for d in dirs if d != ".git"]
+        for name in files:
+            path = Path(folder) / name
+            found[str(path.relative_to(tree))] = path.read_text()
+    return found
+
+
+def test_a_parked_workspace_becomes_the_next_one_at_its_base_with_nothing_of_the_last_task(repo: Path,
+                                                                                         tmp_path: Path) -> None:
+    g = Git.discover(repo)
+    start = commit_on(repo, g.resolve_commit("HEAD"), {".gitignore": "*.log\n", "src/a.py": "a = 1\n",
+                                                       "tool.sh": "echo\n"})
+    other = commit_on(repo, start, {"src/b.py": "b = 1\n", "src/a.py": "a = 2\n"})
+    spares = tmp_path / "ws" / "_spare"
+    first = workspace.create(g, tmp_path / "ws" / "t1" / "a1", tmp_path / "ws" / "t1" / "home", start, "plait/r/t1")
+    # What a task may leave: changed, added, deleted, ignored and executable files, its repository's refs.
+    (first.tree / "src" / "a.py").write_text("a = 99\n")
+    (first.tree / "README.md").unlink()
+    (first.tree / "new" / "deep").mkdir(parents=True)
+    (first.tree / "new" / "deep" / "x.txt").write_text("x\n")
+    (first.tree / "build.log").write_text("ignored\n")
+    (first.tree / "tool.sh").chmod(0o755)
+    git(first.tree, "checkout", "-q", "-b", "agent-branch")
+    workspace.capture(g, first, "t1")
+    (first.tree / "src" / "a.py").write_text("changed after the capture\n")  # as a verify command may
+    workspace.park(first, spares)
+    assert not first.folder.exists() and len(list(spares.iterdir())) == 1
+
+    second = workspace.create(g, tmp_path / "ws" / "t2" / "a1", tmp_path / "ws" / "t2" / "home", other, "plait/r/t2",
+                              spares)
+    assert tree_files(second.tree) == files_at(repo, other)
+    assert not os.access(second.tree / "tool.sh", os.X_OK)
+    assert list(spares.iterdir()) == []  # taken
+    assert git(second.tree, "for-each-ref", "--format=%(refname)").split() == ["refs/heads/plait/r/t2"]
+    assert git(second.tree, "rev-parse", "HEAD").strip() == other
+    assert git(second.tree, "status", "--porcelain").strip() == ""
+    captured = workspace.capture(g, second, "t2")
+    assert captured.commit == other and captured.changed == []  # nothing of t1's work is in t2's
+
+
+def test_without_a_spare_or_with_a_symlinked_tree_a_workspace_is_checked_out_afresh(repo: Path,
+                                                                                   tmp_path: Path) -> None:
+    g = Git.discover(repo)
+    base = g.resolve_commit("HEAD")
+    spares = tmp_path / "ws" / "_spare"
+    ws = workspace.create(g, tmp_path / "ws" / "t1" / "a1", tmp_path / "ws" / "t1" / "home", base, "b", spares)
+    assert tree_files(ws.tree) == files_at(repo, base)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep\n")
+    workspace.remove(ws.tree)
+    ws.tree.symlink_to(outside)
+    workspace.park(ws, spares)
+    assert not ws.folder.exists()
+    assert not spares.exists() or list(spares.iterdir()) == []
+    assert (outside / "keep.txt").read_text() == "keep\n"
+
+
+def test_parallel_creates_take_each_spare_once(repo: Path, tmp_path: Path) -> None:
+    g = Git.discover(repo)
+    base = g.resolve_commit("HEAD")
+    spares = tmp_path / "ws" / "_spare"
+    for n in range(2):
+        workspace.park(workspace.create(g, tmp_path / "ws" / f"p{n}" / "a1", tmp_path / "ws" / f"p{n}" / "home",
+                                        base, "b"), spares)
+    made: list[workspace.Workspace] = []
+
+    def one(n: int) -> None:
+        made.append(workspace.create(g, tmp_path / "ws" / f"t{n}" / "a1", tmp_path / "ws" / f"t{n}" / "home", base,
+                                     "b", spares))
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(made) == 4 and all(tree_files(ws.tree) == files_at(repo, base) for ws in made)
+    assert list(spares.iterdir()) == []
+
+
+def test_the_chain_asks_no_ancestry_question_once_it_made_a_merge(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    g = Git.discover(repo)
+    base = g.resolve_commit("HEAD")
+    heads = [(n, commit_on(repo, base, {f"{n}.txt": f"{n}\n"})) for n in "abcd"]
+    asked: list[tuple[str, str]] = []
+    real = Git.is_ancestor
+
+    def spy(self: Git, a: str, b: str) -> bool:
+        asked.append((a, b))
+        return real(self, a, b)
+
+    monkeypatch.setattr(Git, "is_ancestor", spy)
+    result = merge.merge_commits(g, base, [*heads, ("a again", heads[0][1])], "m")
+    assert result.ok and result.merged == ("a", "b", "c", "d", "a again")
+    # a: asked twice (a fast-forward); b: asked twice, then merged; c, d and a again: not asked
+    assert len(asked) == 4
+    assert files_at(repo, result.commit) == {**files_at(repo, base), **{f"{n}.txt": f"{n}\n" for n in "abcd"}}
+
+
+def test_the_integration_woven_as_tasks_finish_is_the_one_woven_at_the_end(repo: Path) -> None:
+    from plait.run import integrate
+
+    g = Git.discover(repo)
+    base = g.resolve_commit("HEAD")
+    a = commit_on(repo, base, {"a.txt": "a\n"})
+    b = commit_on(repo, a, {"b.txt": "b\n", "a.txt": "a by b\n"})
+    c = commit_on(repo, base, {"c.txt": "c\n", "README.md": "# c\n"})
+    e_base = merge.merge_commits(g, base, [("a", a), ("c", c)], "base for e").commit
+    e = commit_on(repo, e_base, {"c.txt": "c by e\n", "e.txt": "e\n"})
+    d = commit_on(repo, base, {"README.md": "# d\n"})  # conflicts with c
+    commits = {"a": a, "b": b, "c": c, "e": e, "d": d}
+    needs = {"a": [], "b": ["a"], "c": [], "e": ["a", "c"], "d": []}
+    order = ["a", "c", "b", "e", "d"]
+    ctx = SimpleNamespace(git=g, base_sha=base, plan=SimpleNamespace(tasks=[SimpleNamespace(id=t, needs=n)
+                                                                           for t, n in needs.items()]),
+                          paths=SimpleNamespace(run_id="r", branch=lambda t: f"plait/r/{t}"))
+    woven = integrate.Weave(ctx, order)  # type: ignore[arg-type]
+    finished: dict[str, str] = {}
+    for tid in ("b", "c", "e", "a"):  # as they finish: nothing merges until a, the first in order, is there
+        finished[tid] = commits[tid]
+        woven.advance(finished)
+        assert woven.merged == ([] if tid != "a" else ["a", "c", "b", "e"])
+    conflict = woven.advance(commits)
+    assert conflict is not None and conflict.name == "plait/r/d"
+    assert conflict.conflicts_with == ("plait/r/c", "plait/r/e")
+    # The same as merging every head at once, asking git for every merge base.
+    at_once = merge.merge_commits(g, base, [(f"plait/r/{t}", commits[t]) for t in order], "[plait r] integrate")
+    assert at_once.conflict is not None and str(at_once.conflict) == str(conflict)
+    assert git(repo, "rev-parse", f"{woven.chain.commit}^{{tree}}") == git(repo, "rev-parse",
+                                                                          f"{at_once.commit}^{{tree}}")
+    assert files_at(repo, woven.chain.commit)["c.txt"] == "c by e\n"
