@@ -24,34 +24,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+from benchmarks.common import timed
 from plait.plan.model import Cache
 from plait.run import envcache
 
 
 def run(argv: list[str], cwd: Path, env: dict[str, str]) -> None:
     subprocess.run(argv, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def cpu() -> float:
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-def timed(step: Callable[[], object]) -> tuple[float, float]:
-    wall, used = time.perf_counter(), cpu()
-    step()
-    return time.perf_counter() - wall, cpu() - used
 
 
 def project(folder: Path, packages: list[str], env: dict[str, str]) -> int:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -28,12 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-# As installed: bytecode is written once and then used (PYTHONDONTWRITEBYTECODE would compile every module
-# at every call, which no user's `plait status` does)
-ENV = {**{k: v for k, v in os.environ.items() if not k.startswith("GIT_") and k != "PYTHONDONTWRITEBYTECODE"},
-       "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "bench",
-       "GIT_COMMITTER_EMAIL": "b@x"}
+from benchmarks.common import ENV, ROOT, export, make_repo
+
 # `python -m plait ARGS`, saying at exit how many modules it imported, and which of the heavy packages (on stderr)
 PROBE = """import runpy, sys
 sys.argv = ['plait', *sys.argv[1:]]
@@ -42,32 +37,6 @@ try:
 finally:
     print(len(sys.modules), 'modules', *sorted(m for m in ('pydantic', 'rich') if m in sys.modules), file=sys.stderr)
 """
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, env=ENV, check=True, capture_output=True, text=True).stdout
-
-
-def make_run_repo(path: Path, tasks: int) -> Path:
-    path.mkdir(parents=True)
-    git(path, "init", "-q", "-b", "main")
-    (path / "README.md").write_text("status latency benchmark\n")
-    plan = ["plait: 1", "name: status-latency", "defaults: {agent: script, verify: 'true'}",
-            "integration: {verify: 'true'}", "tasks:"]
-    for i in range(tasks):
-        plan += [f"  - id: t{i}", f"    title: Task {i}", f"    prompt: write out/f{i}.txt",
-                 f"    files: [out/f{i}.txt]", f"    script: {{write: {{out/f{i}.txt: '{i}'}}}}"]
-    (path / "plan.yaml").write_text("\n".join(plan) + "\n")
-    git(path, "add", "-A")
-    git(path, "commit", "-qm", "initial")
-    return path / "plan.yaml"
-
-
-def export(rev: str, into: Path) -> Path:
-    """The package as it was at `rev`, without touching the working tree."""
-    archive = subprocess.run(["git", "archive", rev, "src"], cwd=ROOT, env=ENV, check=True, capture_output=True)
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
-    return into / "src"
 
 
 def plait(repo: Path, src: Path, *args: str) -> tuple[float, float, str, str]:
@@ -151,7 +120,7 @@ def main() -> None:
             (Path(tmp) / "before").mkdir()
             sources["before"] = export(args.before, Path(tmp) / "before")
         repo = Path(tmp) / "repo"
-        plan = make_run_repo(repo, args.tasks)
+        plan = make_repo(repo, 0, args.tasks, "status-latency")
         env = {**ENV, "XDG_CACHE_HOME": str(Path(tmp) / "cache"), "PYTHONPATH": str(ROOT / "src")}
         subprocess.run([sys.executable, "-m", "plait", "run", str(plan), "--jobs", str(args.jobs), "--detach"],
                        cwd=repo, env=env, check=True, capture_output=True)

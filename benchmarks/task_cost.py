@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import collections
 import os
-import resource
 import shutil
 import sqlite3
 import subprocess
@@ -39,39 +38,7 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-ENV = {**{k: v for k, v in os.environ.items() if not k.startswith("GIT_") and k != "PYTHONDONTWRITEBYTECODE"},
-       "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "bench",
-       "GIT_COMMITTER_EMAIL": "b@x"}
-
-
-def git(cwd: Path, *args: str, env: dict[str, str] | None = None, input: str | None = None) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, env=env or ENV, check=True, capture_output=True, text=True,
-                          input=input).stdout
-
-
-def make_repo(path: Path, files: int, tasks: int) -> Path:
-    path.mkdir(parents=True)
-    git(path, "init", "-q", "-b", "main")
-    for i in range(files):
-        f = path / f"d{i % 50}" / f"e{i % 7}" / f"f{i}.txt"
-        f.parent.mkdir(parents=True, exist_ok=True)
-        f.write_text(f"file {i}\n" * 10)
-    plan = ["plait: 1", "name: task-cost", "defaults: {agent: script, verify: 'true'}",
-            "integration: {verify: 'true'}", "tasks:"]
-    for i in range(tasks):
-        plan += [f"  - id: t{i}", f"    title: Task {i}", f"    prompt: write out/f{i}.txt",
-                 f"    files: [out/f{i}.txt]", f"    script: {{write: {{out/f{i}.txt: '{i}'}}}}"]
-    (path / "plan.yaml").write_text("\n".join(plan) + "\n")
-    git(path, "add", "-A")
-    git(path, "commit", "-qm", "initial")
-    return path / "plan.yaml"
-
-
-def export(rev: str, into: Path) -> Path:
-    archive = subprocess.run(["git", "archive", rev, "src"], cwd=ROOT, env=ENV, check=True, capture_output=True)
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
-    return into / "src"
+from benchmarks.common import ENV, ROOT, cpu, export, git, make_repo
 
 
 def checkouts(workspaces: Path) -> int:
@@ -97,7 +64,7 @@ def tree_bytes(tree: Path) -> int:
 
 def run_plait(src: Path, files: int, tasks: int, shim: Path | None = None) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="plait-cost-") as tmp:
-        plan = make_repo(Path(tmp) / "repo", files, tasks)
+        plan = make_repo(Path(tmp) / "repo", files, tasks, "task-cost")
         cache = Path(tmp) / "cache"
         env = {**ENV, "PYTHONPATH": str(src), "XDG_CACHE_HOME": str(cache)}
         if shim is not None:
@@ -187,11 +154,6 @@ def script_round(files: int, tasks: int, recycle: bool) -> float:
             if not recycle:
                 shutil.rmtree(ws)
         return (cpu() - before) / tasks
-
-
-def cpu() -> float:
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def main() -> None:

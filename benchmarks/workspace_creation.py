@@ -17,53 +17,19 @@ Run: .venv/bin/python -m benchmarks.workspace_creation [--sizes 1000,10000,60000
 from __future__ import annotations
 
 import argparse
-import os
-import resource
 import statistics
-import subprocess
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks.common import git, make_repo, timed
 from plait.git import workspace
 from plait.git.repo import Git
-
-ENV = {**{k: v for k, v in os.environ.items() if not k.startswith("GIT_")},
-       "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "bench",
-       "GIT_COMMITTER_EMAIL": "b@x"}
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, env=ENV, check=True, capture_output=True, text=True).stdout
-
-
-def make_repo(path: Path, files: int) -> None:
-    path.mkdir(parents=True)
-    git(path, "init", "-q", "-b", "main")
-    for i in range(files):
-        f = path / f"d{i % 50}" / f"e{i % 7}" / f"f{i}.txt"
-        f.parent.mkdir(parents=True, exist_ok=True)
-        f.write_text(f"file {i}\n" * 10)
-    git(path, "add", "-A")
-    git(path, "commit", "-qm", "initial")
 
 
 def edit(tree: Path) -> None:
     for i in range(3):
         (tree / f"d{i}" / f"e{i}" / f"f{i}.txt").write_text("changed\n")
     (tree / "new.txt").write_text("new\n")
-
-
-def cpu() -> float:
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-def timed(step: Callable[[], object]) -> tuple[float, float]:
-    wall, used = time.perf_counter(), cpu()
-    step()
-    return time.perf_counter() - wall, cpu() - used
 
 
 def worktree_round(repo: Path, base: str, n: int) -> tuple[tuple[float, float], tuple[float, float]]:

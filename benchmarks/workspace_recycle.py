@@ -24,7 +24,8 @@ import tempfile
 from functools import partial
 from pathlib import Path
 
-from benchmarks.workspace_creation import edit, git, make_repo, timed
+from benchmarks.common import git, make_repo, timed
+from benchmarks.workspace_creation import edit
 from plait.git import workspace
 from plait.git.repo import Git
 
