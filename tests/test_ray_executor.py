@@ -35,7 +35,7 @@ adapter = "script"
 env = ["PLAIT_RAY_TEST_SECRET"]
 
 [executor.resources]
-default = { agent_slot = 1 }
+default = { agent_slot = 1, plain = 1 }
 pinned = { agent_slot = 1, special = 1 }
 """
 
@@ -75,7 +75,10 @@ class Nodes:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
-    """A head that runs no attempts, node A {agent_slot: 3} and node B {agent_slot: 3, special: 2}."""
+    """A head that runs no attempts, node A {agent_slot: 3, plain: 3} and node B {agent_slot: 3, special: 2,
+    plain: 1}. Node B takes at most one unpinned attempt at a time, so the two pinned gated tasks (b1, b3,
+    which only B can run) always find a slot there while the gated level waits: were B filled with unpinned
+    attempts, a pinned one would wait for a slot that the test's gate holds, and the run would hang."""
     _ray()
     from ray.cluster_utils import Cluster
 
@@ -85,8 +88,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
     os.environ.update(PLAIT_NODE_ROOT=str(nodes), PLAIT_RAY_TEST_SECRET=SECRET, PLAIT_RAY_TEST_OTHER=OTHER)
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "object_store_memory": 80 * MB})
     found = Nodes(c)
-    found.add(agent_slot=3)
-    found.add(agent_slot=3, special=2)
+    found.add(agent_slot=3, plain=3)
+    found.add(agent_slot=3, special=2, plain=1)
     try:
         yield found
     finally:

@@ -8,9 +8,10 @@ died resumes from plait's own state (`plait resume`). To the engine this is an E
 For each attempt the driver sends the attempt's base as git bundles (the plan's base once per run
 through Ray's object store, fetched only by nodes whose cache lacks it; the dependencies' commits per
 attempt), and the agents' environments (each profile's allow-list, nothing else). The node builds a
-fresh workspace, runs the attempt with plait's own code and containment, and streams its events back;
-the driver records them as they come (so `plait status` shows the task running, and where), then takes
-the result commit into the user's repository under `refs/heads/plait/...` (compare-and-swap, as a local
+fresh workspace, runs the attempt with plait's own code and containment, and sends its events to a small
+actor beside the driver (`Control`, not a Ray streaming generator), which the driver drains; the driver
+records them as they come (so `plait status` shows the task running, and where), then takes the result
+commit into the user's repository under `refs/heads/plait/...` (compare-and-swap, as a local
 attempt does) and the evidence files into `.plait/`. A node lost mid-attempt: the attempt runs again on
 another node, from the base. Cancel reaches the node within a second or so and stops the agents' process
 groups; a node that cannot reach the driver any more stops its attempt too.
@@ -45,7 +46,7 @@ from plait.state import EventKind
 
 log = logging.getLogger("plait.ray")
 
-WAIT_SECONDS = 0.5  # how often a driver thread looks at cancel while its attempt runs
+WAIT_SECONDS = 0.2  # how often a driver thread looks at cancel and the nodes' events while its attempt runs
 CANCEL_GRACE_SECONDS = 30.0  # a cancelled node that has not answered by then is stopped by Ray itself
 REACH_SECONDS = 10.0  # how long a cluster's address may take to accept a connection
 MAX_NODE_LOSSES = 3  # an attempt whose node is lost more often than this fails (transiently)
@@ -58,16 +59,62 @@ class NodeLost(Exception):
 
 
 class Control:
-    """The run's cancel flag, as the nodes see it: one small actor beside the driver."""
+    """The run's cancel flag as the nodes see it, and their events on the way to the driver: one small
+    actor beside the driver. A node pushes its events (numbered, per try of an attempt) and learns whether
+    the run was cancelled; the driver drains them."""
 
     def __init__(self) -> None:
         self.flag = False
+        self.events: list[tuple[str, int, tuple[Any, ...]]] = []
 
     def cancel(self) -> None:
         self.flag = True
 
     def cancelled(self) -> bool:
         return self.flag
+
+    def push(self, token: str, batch: list[tuple[int, tuple[Any, ...]]]) -> bool:
+        self.events.extend((token, seq, item) for seq, item in batch)
+        return self.flag
+
+    def drain(self) -> list[tuple[str, int, tuple[Any, ...]]]:
+        out, self.events = self.events, []
+        return out
+
+
+class Inbox:
+    """The driver's side of `Control`: drains the actor (one call at a time, for every attempt) and hands
+    each try's events to it in order, each once."""
+
+    def __init__(self, control: Any) -> None:
+        self.control = control
+        self.lock = threading.Lock()
+        self.tries: dict[str, tuple[queue.Queue[tuple[Any, ...]], list[int]]] = {}  # token -> items, last seq
+        self.last = 0.0
+
+    def open(self, token: str) -> queue.Queue[tuple[Any, ...]]:
+        with self.lock:
+            items: queue.Queue[tuple[Any, ...]] = queue.Queue()
+            self.tries[token] = (items, [0])
+            return items
+
+    def close(self, token: str) -> None:
+        with self.lock:
+            self.tries.pop(token, None)
+
+    def drain(self, now: bool = False) -> None:
+        """What the nodes pushed so far, to their tries (a closed try's late events are dropped). Unless
+        `now`, nothing if another attempt's thread drained a moment ago."""
+        with self.lock:
+            if not now and time.monotonic() - self.last < WAIT_SECONDS / 2:
+                return
+            self.last = time.monotonic()
+            for token, seq, item in _ray().get(self.control.drain.remote()):
+                found = self.tries.get(token)
+                if found is None or seq <= found[1][0]:
+                    continue  # a lost try's, or a batch sent again
+                found[1][0] = seq
+                found[0].put(item)
 
 
 def _ray() -> Any:
@@ -91,29 +138,19 @@ def _reachable(address: str | None) -> None:
                          "`ray status` shows whether it is up") from None
 
 
-def _read(gen: Any, items: queue.Queue[Any]) -> None:
-    """Each item the node yields, in order, then stop; an error (mapped as below) ends the stream."""
-    ray = _ray()
+def _result(ray: Any, ref: Any) -> NodeResult:
+    """The node's result; an error (mapped as below) as an exception."""
     from ray.exceptions import RayError, RayTaskError, TaskCancelledError
 
-    while True:
-        try:
-            item = ray.get(next(gen))
-        except StopIteration:
-            items.put(RuntimeError("the node ended the attempt without a result"))
-            return
-        except TaskCancelledError:
-            items.put(NodeLost("cancelled by Ray"))
-            return
-        except RayTaskError as exc:  # plait's code failed on the node: a bug, reported as such
-            items.put(RuntimeError(f"the node failed: {exc.cause!r}"))
-            return
-        except RayError as exc:  # the node or its worker died
-            items.put(NodeLost(f"{type(exc).__name__}: lost its node"))
-            return
-        items.put(item)
-        if item[0] == "result":
-            return
+    try:
+        result: NodeResult = ray.get(ref)
+    except TaskCancelledError:
+        raise NodeLost("cancelled by Ray") from None
+    except RayTaskError as exc:  # plait's code failed on the node: a bug, reported as such
+        raise RuntimeError(f"the node failed: {exc.cause!r}") from None
+    except RayError as exc:  # the node or its worker died
+        raise NodeLost(f"{type(exc).__name__}: lost its node") from None
+    return result
 
 
 class Bundler:
@@ -172,8 +209,9 @@ class RayExecutor(ThreadPoolExecutor):
 
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         self.control = ray.remote(num_cpus=0)(Control).options(scheduling_strategy=here).remote()
+        self.inbox = Inbox(self.control)
         # Ray does not retry a lost node's attempt: this executor does, and says so in the run's events.
-        self.remote = ray.remote(num_cpus=0, max_retries=0, num_returns="streaming")(run_on_node)
+        self.remote = ray.remote(num_cpus=0, max_retries=0)(run_on_node)
         self.bundler = Bundler(ctx.git, ctx.paths.workspaces / "_ray")
         self._base: Any = None
         self._base_lock = threading.Lock()
@@ -231,40 +269,41 @@ class RayExecutor(ThreadPoolExecutor):
         asks = self.settings.asks(self.ctx.plan.agent_for(self.ctx.plan.task(job.task_id), self.ctx.profiles))
         options = {k: v for k, v in asks.items() if k in ("num_cpus", "num_gpus", "memory")}
         custom = {k: v for k, v in asks.items() if k not in options}
-        gen = self.remote.options(**options, resources=custom).remote(job, [self._base_bundle()], thin, self.control)
-        # Blocking reads of the node's stream on a thread of their own; this loop also watches cancel.
-        items: queue.Queue[Any] = queue.Queue()
-        threading.Thread(target=_read, args=(gen, items), name="plait-ray-read", daemon=True).start()
-        placed = False
-        cancelled_at: float | None = None
-        while True:
-            if cancel.is_set():
-                if not placed:
-                    ray.cancel(gen, force=True)
-                    return None
-                if cancelled_at is None:
-                    cancelled_at = time.time()
-                    self.control.cancel.remote()
-                elif time.time() - cancelled_at > CANCEL_GRACE_SECONDS:
-                    log.warning("task %s: its node did not stop it in %ss; Ray stops it", job.task_id,
-                                CANCEL_GRACE_SECONDS)
-                    ray.cancel(gen, force=True)
-                    raise NodeLost("cancelled; the node did not answer")
-            try:
-                got = items.get(timeout=WAIT_SECONDS)
-            except queue.Empty:
-                continue
-            if isinstance(got, BaseException):
-                raise got
-            item = got
-            if item[0] == "placed":
-                placed = True
-                log.info("task %s attempt %s placed on node %s (%s)", job.task_id, job.attempt, item[1], item[2])
-            elif item[0] == "event":
-                emit(item[1], item[2], **item[3])
-            else:
-                result: NodeResult = item[1]
-                return result
+        job = job.retry()
+        items = self.inbox.open(job.token)
+        try:
+            ref = self.remote.options(**options, resources=custom).remote(job, [self._base_bundle()], thin,
+                                                                          self.control)
+            placed = False
+            cancelled_at: float | None = None
+            while True:
+                if cancel.is_set():
+                    if not placed:
+                        ray.cancel(ref, force=True)
+                        return None
+                    if cancelled_at is None:
+                        cancelled_at = time.time()
+                        self.control.cancel.remote()
+                    elif time.time() - cancelled_at > CANCEL_GRACE_SECONDS:
+                        log.warning("task %s: its node did not stop it in %ss; Ray stops it", job.task_id,
+                                    CANCEL_GRACE_SECONDS)
+                        ray.cancel(ref, force=True)
+                        raise NodeLost("cancelled; the node did not answer")
+                ready, _ = ray.wait([ref], timeout=WAIT_SECONDS)
+                # The node sent every event before it returned: a drain after the result has them all.
+                self.inbox.drain(now=bool(ready))
+                while not items.empty():
+                    item = items.get()
+                    if item[0] == "placed":
+                        placed = True
+                        log.info("task %s attempt %s placed on node %s (%s)", job.task_id, job.attempt, item[1],
+                                 item[2])
+                    else:
+                        emit(item[1], item[2], **item[3])
+                if ready:
+                    return _result(ray, ref)
+        finally:
+            self.inbox.close(job.token)
 
     def _take(self, task: Task, result: NodeResult) -> TaskRecord:
         """The node's result into the user's repository and `.plait/`, as a local attempt leaves it."""

@@ -3,26 +3,25 @@
 The node trusts nothing it kept: each attempt gets a fresh workspace and a fresh evidence folder, built
 from the base the driver sent (a git bundle, kept in a node-local cache repository so that later attempts
 on the node fetch only what is new). The attempt itself is plait's own `run_attempt`, with the same
-containment as on the driver's machine. Its events stream back as they happen (a Ray generator); what it
-returns is a bundle of its commit and its evidence files. Nothing here writes the run's journal or the
+containment as on the driver's machine. Its events go back as they happen, pushed to the run's `Control`
+actor beside the driver (which the driver drains); what it returns is a bundle of its commit and its
+evidence files. Nothing here writes the run's journal or the
 user's repository: the driver does, from what comes back.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import io
 import logging
 import os
-import queue
 import shutil
 import socket
 import tarfile
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +34,9 @@ from plait.run.context import RunContext, RunPaths
 from plait.run.prompts import Documents
 from plait.state import EventKind
 
-CONTROL_POLL_SECONDS = 0.5  # how often a node asks whether the run was cancelled
+CONTROL_POLL_SECONDS = 0.5  # how often a node sends its events and asks whether the run was cancelled
 CONTROL_MISSES = 6  # the driver unreachable this many times running: it is gone, the attempt stops
+FLUSH_TRIES = 3  # a finished attempt's last events: how often the node tries to hand them over
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,12 @@ class NodeJob:
     # The repository's configuration that attempts read from its root: plait.toml, pyproject.toml and the role
     # overrides (.plait/roles/*.md), by repository-relative path.
     config: Mapping[str, str] = field(default_factory=dict)
+    # One try of the attempt (a lost node's attempt runs again with a new one): its events' address at the
+    # driver, so a lost try's late events are told apart.
+    token: str = ""
+
+    def retry(self) -> NodeJob:
+        return replace(self, token=uuid.uuid4().hex)
 
 
 @dataclass(frozen=True)
@@ -137,35 +143,95 @@ def tar_folder(folder: Path) -> bytes:
     return buf.getvalue()
 
 
-def _watch_control(control: Any, cancel: threading.Event, done: threading.Event) -> None:
-    """Stop the attempt when the run is cancelled, or when the driver cannot be reached any more."""
-    import ray
+class Outbox:
+    """The attempt's events on their way to the driver, numbered: a batch the driver's actor may have got
+    although its answer was lost is sent again, and the driver keeps each number once."""
 
-    misses = 0
-    while not done.wait(CONTROL_POLL_SECONDS):
-        try:
-            if ray.get(control.cancelled.remote(), timeout=CONTROL_POLL_SECONDS * 4):
-                cancel.set()
+    def __init__(self, control: Any, token: str) -> None:
+        self.control, self.token = control, token
+        self.lock = threading.Lock()
+        self.pending: list[tuple[int, tuple[Any, ...]]] = []
+        self.seq = 0
+        self.wake = threading.Event()  # an event to send now
+
+    def put(self, item: tuple[Any, ...]) -> None:
+        with self.lock:
+            self.seq += 1
+            self.pending.append((self.seq, item))
+        self.wake.set()
+
+    def push(self, timeout: float) -> bool:
+        """Send what is pending (possibly nothing); whether the run was cancelled. Raises if the driver's
+        actor did not answer in `timeout` seconds."""
+        import ray
+
+        with self.lock:
+            batch = list(self.pending)
+        cancelled = ray.get(self.control.push.remote(self.token, batch), timeout=timeout)
+        if batch:
+            with self.lock:
+                self.pending = [p for p in self.pending if p[0] > batch[-1][0]]
+        return bool(cancelled)
+
+    def flush(self) -> None:
+        """The last events, before the node returns its result (the driver drains after the result)."""
+        for _ in range(FLUSH_TRIES):
+            try:
+                self.push(CONTROL_POLL_SECONDS * 4)
                 return
+            except Exception:  # the driver is gone or out of reach: it will not want the result either
+                continue
+
+
+def _watch_control(outbox: Outbox, cancel: threading.Event, done: threading.Event) -> None:
+    """Send the attempt's events as they come (at least every poll, which also asks for the run's cancel);
+    stop the attempt when the run is cancelled, or when the driver cannot be reached any more."""
+    misses = 0
+    while not done.is_set():
+        outbox.wake.wait(CONTROL_POLL_SECONDS)
+        outbox.wake.clear()
+        if done.is_set():
+            return
+        try:
+            if outbox.push(CONTROL_POLL_SECONDS * 4) and not cancel.is_set():
+                cancel.set()
             misses = 0
         except Exception:  # the actor died with its driver, or the network is out: both count
             misses += 1
             if misses >= CONTROL_MISSES:
                 cancel.set()
-                return
+                misses = 0  # keeps trying: the events still go if the driver comes back
 
 
-def run_on_node(job: NodeJob, base: list[Any], deps: bytes | None, control: Any) -> Iterator[tuple[Any, ...]]:
-    """The remote generator: ("placed", node, host), then ("event", kind, data, state)... as the attempt
-    makes them, then ("result", NodeResult)."""
+def run_on_node(job: NodeJob, base: list[Any], deps: bytes | None, control: Any) -> NodeResult:
+    """The remote task. To the driver's `Control` actor, under `job.token`: ("placed", node, host), then
+    ("event", kind, data, state)... as the attempt makes them, all sent before this returns the result."""
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()
+    host = socket.gethostname()
+    outbox = Outbox(control, job.token)
+    outbox.put(("placed", node, host))
+    cancel, done = threading.Event(), threading.Event()
+    watcher = threading.Thread(target=_watch_control, args=(outbox, cancel, done), daemon=True,
+                               name="plait-control")
+    watcher.start()
+    try:
+        return _attempt(job, base, deps, node, host, outbox, cancel)
+    finally:
+        done.set()
+        outbox.wake.set()
+        watcher.join()
+        outbox.flush()
+
+
+def _attempt(job: NodeJob, base: list[Any], deps: bytes | None, node: str, host: str, outbox: Outbox,
+             cancel: threading.Event) -> NodeResult:
     import ray
 
     from plait.run.task import run_attempt
     from plait.sandbox import support
 
-    node = ray.get_runtime_context().get_node_id()
-    host = socket.gethostname()
-    yield ("placed", node, host)
     root = node_root() / node[:16]
     scratch = root / "attempts" / f"{job.run_id}-{job.task_id}-a{job.attempt}-{uuid.uuid4().hex[:8]}"
     scratch.mkdir(parents=True)
@@ -194,29 +260,13 @@ def run_on_node(job: NodeJob, base: list[Any], deps: bytes | None, control: Any)
                          make_agent=job.make_agent, agent_env=job.agent_env, verify_env={},  # the node's own
                          landlock=found.landlock_abi is not None, protected=job.protected,
                          rehearsal=job.rehearsal, docs=job.docs)
-        events: queue.Queue[tuple[Any, ...]] = queue.Queue()
 
         def emit(kind: EventKind, data: Mapping[str, Any], **state: Any) -> None:
             if kind is EventKind.TASK_WORKSPACE:
                 data = {**data, "node": node, "host": host}
-            events.put(("event", kind, dict(data), state))
+            outbox.put(("event", kind, dict(data), state))
 
-        cancel, done = threading.Event(), threading.Event()
-        records: list[TaskRecord] = []
-        worker = threading.Thread(target=lambda: records.append(run_attempt(
-            ctx, task, job.attempt, job.dep_commits, job.dep_contexts, cancel, emit)), name="plait-attempt")
-        watcher = threading.Thread(target=_watch_control, args=(control, cancel, done), daemon=True)
-        worker.start()
-        watcher.start()
-        try:
-            while worker.is_alive() or not events.empty():
-                with contextlib.suppress(queue.Empty):
-                    yield events.get(timeout=0.2)
-        finally:
-            cancel.set()  # also when Ray stops the generator: the attempt's processes end with it
-            worker.join()
-            done.set()
-        record = records[0]
+        record = run_attempt(ctx, task, job.attempt, job.dep_commits, job.dep_contexts, cancel, emit)
         sent = [job.base_sha, *job.dep_commits.values()]
         ref = f"refs/heads/{paths.branch(job.task_id)}"
         bundle = result_bundle(git, ref, sent, scratch) if record.commit_sha and git.rev_parse(ref) else None
@@ -226,7 +276,7 @@ def run_on_node(job: NodeJob, base: list[Any], deps: bytes | None, control: Any)
         handler.close()
         shutil.move(scratch / "node.log", logs / "node.log")
         redact_files(folder)
-        yield ("result", NodeResult(record, bundle, tar_folder(folder), node))
+        return NodeResult(record, bundle, tar_folder(folder), node)
     finally:
         logger.removeHandler(handler)
         logger.propagate = True
