@@ -10,7 +10,7 @@ the plait process with its children plus (for Ray) the cluster's processes. The 
 overhead is the difference of the medians.
 
 Then the scheduler's own simulation (plait.schedule.simulate, what `plait check` and the engine use) of
-random 2,000-task plans on 100 and 1,000 slots, with and without that overhead added to every task, and
+random 10,000-task plans (by default) on 100 and 1,000 slots, with and without that overhead added to every task, and
 the driver's CPU per task against the rate at which such a cluster finishes tasks.
 """
 

@@ -54,7 +54,7 @@ def _ray() -> Any:
 class Nodes:
     """The module's cluster and its worker nodes' resources (node id -> what it was started with)."""
 
-    def __init__(self, cluster: Nodes) -> None:
+    def __init__(self, cluster: Any) -> None:  # ray.cluster_utils.Cluster
         self.cluster = cluster
         self.address: str = cluster.address
         self.nodes: dict[str, tuple[Any, dict[str, float]]] = {}
