@@ -189,6 +189,18 @@ def gated_running(repo: Path, count: int) -> bool:
     return sum(1 for t in placed(evts) if t.startswith("b")) >= count
 
 
+def resume_to_the_same_tree(repo: Path, run_id: str, gate: Path, local_tree: str) -> None:
+    """Open the gate, `plait resume`: the local executor's tree, and the tasks verified before the run stopped
+    never run again."""
+    gate.write_text("open")
+    resumed = plait(repo, "resume", run_id, timeout=TIMEOUT)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert integration_tree(repo, run_id) == local_tree
+    evts = events(repo, run_id)
+    for t in ("a1", "a2", "a3", "a4"):
+        assert sum(1 for e in evts if e["kind"] == "task.started" and e["task"] == t) == 1
+
+
 def test_twelve_tasks_run_on_several_nodes_with_the_local_executors_tree(cluster: Nodes, local_tree: str,
                                                                            tmp_path: Path) -> None:
     repo, plan = new_repo(tmp_path, twelve_tasks())
@@ -240,13 +252,7 @@ def test_status_cancel_and_resume_during_a_ray_run(cluster: Nodes, local_tree: s
     print(f"cancel reached the remote agents in {stopped_in:.2f}s")
     assert runner.returncode != 0, out
     assert [e["data"]["status"] for e in events(repo, run_id) if e["kind"] == "run.finished"] == ["cancelled"]
-    gate.write_text("open")
-    resumed = plait(repo, "resume", run_id, timeout=TIMEOUT)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert integration_tree(repo, run_id) == local_tree
-    evts = events(repo, run_id)
-    for t in ("a1", "a2", "a3", "a4"):  # verified before the cancel: never run again
-        assert sum(1 for e in evts if e["kind"] == "task.started" and e["task"] == t) == 1
+    resume_to_the_same_tree(repo, run_id, gate, local_tree)
 
 
 def test_a_lost_node_s_attempts_run_again_elsewhere(cluster: Nodes, local_tree: str, tmp_path: Path) -> None:
@@ -292,13 +298,7 @@ def test_a_killed_driver_resumes_to_the_same_tree(cluster: Nodes, local_tree: st
         runner.wait()
     assert wait_gone(agents, TIMEOUT) == [], "a remote agent outlived its SIGKILLed driver"
     run_id = latest_run(repo)
-    gate.write_text("open")
-    resumed = plait(repo, "resume", run_id, timeout=TIMEOUT)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert integration_tree(repo, run_id) == local_tree
-    evts = events(repo, run_id)
-    for t in ("a1", "a2", "a3", "a4"):  # verified before the kill: never run again
-        assert sum(1 for e in evts if e["kind"] == "task.started" and e["task"] == t) == 1
+    resume_to_the_same_tree(repo, run_id, gate, local_tree)
 
 
 def test_an_unknown_executor_in_plait_toml_is_one_line_with_the_fix(tmp_path: Path) -> None:

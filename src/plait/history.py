@@ -191,13 +191,12 @@ def load(store: Store) -> Calibration:
     return calibrate(samples(store))
 
 
-def record(store: Store, run_id: str, plan: Plan, profiles: Collection[str], task_id: str) -> None:
+def record(store: Store, run_id: str, plan: Plan, profiles: Collection[str], task: Task) -> None:
     """Record a task that was just verified: its verified attempt's duration (nothing when none is found)."""
-    attempt = store.verified_attempt(run_id, task_id)
+    attempt = store.verified_attempt(run_id, task.id)
     if not attempt or attempt["started_at"] is None or attempt["finished_at"] is None:
         return
-    task = plan.task(task_id)
-    store.add_duration({"run_id": run_id, "task_id": task_id, "profile": plan.agent_for(task, profiles),
+    store.add_duration({"run_id": run_id, "task_id": task.id, "profile": plan.agent_for(task, profiles),
                         "role": role_of(task), "size": task.size.value, "estimate_seconds": task.seconds,
                         "seconds": max(0.0, attempt["finished_at"] - attempt["started_at"]),
                         "finished_at": attempt["finished_at"]})
@@ -207,9 +206,11 @@ def recorder(store: Store, run_id: str, plan: Plan, profiles: Collection[str], l
     """A run's listener that records each task as it is done, then passes every event on."""
     from plait.state import EventKind
 
+    tasks = {t.id: t for t in plan.tasks}  # Plan.task scans the list: once per finished task is too slow at scale
+
     def listen(kind: str, task_id: str | None, data: Mapping[str, Any]) -> None:
         if kind == EventKind.TASK_DONE and task_id is not None:
-            record(store, run_id, plan, profiles, task_id)
+            record(store, run_id, plan, profiles, tasks[task_id])
         if listener is not None:
             listener(kind, task_id, data)
     return listen
