@@ -1,7 +1,9 @@
 """`plait status --json` while a 1,000-task run is live, and after: this tree against an earlier revision.
 
 A real run: a small repository, a plan of `--tasks` independent tasks of the `script` agent (each writes
-one file; verify `true`), started with `plait run --detach --jobs 8`. Once `--warmup` tasks are done,
+one file; verify `true`), started with `plait run --detach --jobs 8`. With `--delay S` each task's agent
+first waits S seconds (the machine idle while the run is live, as with real agents, which mostly wait for
+their model): measured once `--jobs` tasks are running. Without, once `--warmup` tasks are done,
 `plait status --json` runs `--repeat` times from another process (stdout a pipe, as a script reads it),
 alternating this tree's code ("after") with the code of `--before` (a revision's `src/`, exported with
 `git archive` to a temporary folder: "before"), both reading the same state database. Then the run is
@@ -11,7 +13,7 @@ cancelled (or, with `--finish`, waited for) and both are measured again. Wall ti
 Imports: wall and CPU of `python -m plait --help` and of `plait status --json` on the finished run, and
 how many modules each imported and whether pydantic or rich was among them (`sys.modules` at exit).
 
-Run: .venv/bin/python -m benchmarks.status_latency [--tasks 1000] [--repeat 30] [--before HEAD]
+Run: .venv/bin/python -m benchmarks.status_latency [--tasks 1000] [--repeat 30] [--before HEAD] [--delay 3600]
 """
 
 from __future__ import annotations
@@ -27,13 +29,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import ENV, ROOT, export, make_repo
+from benchmarks.common import ENV, ROOT, export, git, make_repo
 
-# `python -m plait ARGS`, saying at exit how many modules it imported, and which of the heavy packages (on stderr)
-PROBE = """import runpy, sys
+# `plait ARGS` as the installed `plait` command runs it (pip's console script: `import re, sys`, then the entry
+# point), saying at exit how many modules it imported, and which of the heavy packages (on stderr)
+PROBE = """import re, sys
+from plait.entry import main
 sys.argv = ['plait', *sys.argv[1:]]
 try:
-    runpy.run_module('plait', run_name='__main__')
+    main()
 finally:
     print(len(sys.modules), 'modules', *sorted(m for m in ('pydantic', 'rich') if m in sys.modules), file=sys.stderr)
 """
@@ -86,8 +90,8 @@ def wait_for(repo: Path, src: Path, until: str, done: int, timeout: float) -> di
         doc = status_doc(repo, src)
         counts = doc["counts"]
         assert isinstance(counts, dict)
-        if (until == "done" and counts["done"] >= done) or (until == "over" and doc["status"] != "running"
-                                                            and doc["status"] != "cancelling"):
+        if (until in ("done", "running") and counts[until] >= done) or (
+                until == "over" and doc["status"] != "running" and doc["status"] != "cancelling"):
             return doc
         time.sleep(1.0)
     raise TimeoutError(f"the run did not reach {until} {done} in {timeout:.0f} s")
@@ -110,6 +114,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=300, help="tasks done before the live measurement")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds each task's agent waits first")
     parser.add_argument("--before", default="HEAD", help="the revision to compare with ('' for none)")
     parser.add_argument("--finish", action="store_true", help="wait for the run to end instead of cancelling it")
     parser.add_argument("--timeout", type=float, default=3600.0)
@@ -121,11 +126,17 @@ def main() -> None:
             sources["before"] = export(args.before, Path(tmp) / "before")
         repo = Path(tmp) / "repo"
         plan = make_repo(repo, 0, args.tasks, "status-latency")
+        if args.delay:
+            plan.write_text(plan.read_text().replace("script: {write:", f"script: {{delay: {args.delay}s, write:"))
+            git(repo, "commit", "-qam", "each task waits first")
         env = {**ENV, "XDG_CACHE_HOME": str(Path(tmp) / "cache"), "PYTHONPATH": str(ROOT / "src")}
         subprocess.run([sys.executable, "-m", "plait", "run", str(plan), "--jobs", str(args.jobs), "--detach"],
                        cwd=repo, env=env, check=True, capture_output=True)
         after = sources["after"]
-        wait_for(repo, after, "done", min(args.warmup, args.tasks), args.timeout)
+        if args.delay:
+            wait_for(repo, after, "running", min(args.jobs, args.tasks), args.timeout)
+        else:
+            wait_for(repo, after, "done", min(args.warmup, args.tasks), args.timeout)
         print("| when | code | wall p50 | wall p99 | CPU p50 | CPU p99 | output |\n|---|---|---|---|---|---|---|")
         measure(repo, sources, args.repeat, f"live ({status_doc(repo, after)['phase']})")
         if not args.finish:

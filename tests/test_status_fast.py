@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from plait import api, report
+from plait import api, measure, report
 from plait.agents.base import ErrorKind
 from plait.errors import PlaitError
 from plait.git.repo import Git
@@ -24,13 +24,16 @@ from plait.testing.fake import edits, failure, rate_limited
 from runfixtures import git, make_repo, task, write_plan
 
 # `python -m plait ARGS`, then the heavy packages it imported, as the last line on stderr
-PROBE = """import runpy, sys
+# `plait ARGS` as the installed command runs it (pip's console script), saying which of the modules a status read
+# must not need it imported
+PROBE = """import re, sys
+from plait.entry import main
 sys.argv = ['plait', *sys.argv[1:]]
 try:
-    runpy.run_module('plait', run_name='__main__')
+    main()
 finally:
-    print(sorted(m for m in ('pydantic', 'rich', 'plait.plan.model', 'click', 'subprocess') if m in sys.modules),
-          file=sys.stderr)
+    print(sorted(m for m in ('pydantic', 'rich', 'plait.plan.model', 'click', 'subprocess', 'logging', 'dataclasses',
+                             'pathlib', 'typing', 'threading') if m in sys.modules), file=sys.stderr)
 """
 
 
@@ -78,7 +81,7 @@ def test_the_summary_gives_the_figures_the_events_give_across_retries_conflicts_
         assert from_summary == report.compute(row, tasks, attempts, events)
         assert from_summary.retries == sum(1 for e in events if e["kind"] == EventKind.TASK_RETRY)
         assert from_summary.conflicts == sum(1 for e in events if e["kind"] == EventKind.TASK_CONFLICT)
-        assert from_summary.integration_agents == [line for _, line in report.integration_lines(events)]
+        assert from_summary.integration_agents == [line for _, line in measure.integration_lines(events)]
         assert from_summary.why == next(str(e["data"].get("why") or "") for e in reversed(events)
                                         if e["kind"] == EventKind.RUN_FINISHED)
         assert [tuple(s) for s in summary["spans"]] == old_spans(events)
@@ -105,6 +108,38 @@ def test_a_run_recorded_before_summaries_gets_one_from_its_events(tmp_path: Path
     assert json.loads(again.run(run_id)["summary_json"])["last"] == "run.cancelled"  # type: ignore[index]
 
 
+def test_a_run_recorded_before_its_task_graph_was_kept_reads_the_same(tmp_path: Path) -> None:
+    ids, repo = mixed_runs(tmp_path)
+    kept = {i: api.status(i, cwd=repo.root) for i in ids}
+    graph = json.loads((repo.store.run(ids[1]) or {})["graph_json"])
+    assert graph["needs"] == {"d": [], "e": ["d"]} and graph["levels"] == {"d": 0, "e": 1} and graph["gates"] == []
+    db = sqlite3.connect(repo.store.path)
+    db.execute("UPDATE runs SET graph_json=NULL")
+    db.commit()
+    db.close()
+    assert {i: api.status(i, cwd=repo.root) for i in ids} == kept
+
+
+def test_a_database_of_the_plait_before_moves_its_plans_out_of_the_runs_rows(tmp_path: Path) -> None:
+    ids, repo = mixed_runs(tmp_path)
+    kept = {i: (api.status(i, cwd=repo.root), repo.store.run(i)) for i in ids}
+    assert all(row and row["plan_json"] and row["graph_json"] for _, row in kept.values())
+    db = sqlite3.connect(repo.store.path)  # as plait left it before schema 6: the plan in the run's row
+    db.execute("UPDATE runs SET plan_json=(SELECT plan_json FROM plans WHERE run_id=runs.id)")
+    db.execute("DROP TABLE plans")
+    db.execute("ALTER TABLE runs DROP COLUMN graph_json")
+    db.execute("DELETE FROM migrations WHERE version=6")
+    db.commit()
+    assert {i: api.status(i, cwd=repo.root) for i in ids} == {i: doc for i, (doc, _) in kept.items()}, \
+        "read by this plait before anything migrated it"
+    store = Store(repo.store.path)
+    assert {i: api.status(i, cwd=repo.root) for i in ids} == {i: doc for i, (doc, _) in kept.items()}
+    for i, (_, row) in kept.items():
+        assert {**(store.run(i) or {}), "graph_json": row["graph_json"]} == row  # type: ignore[index]
+    assert db.execute("SELECT count(*) FROM runs WHERE plan_json IS NOT NULL").fetchone() == (0,)
+    db.close()
+
+
 def test_status_json_off_a_terminal_is_one_line_of_plain_json_without_pydantic_or_rich(tmp_path: Path) -> None:
     (_, run_id), repo = mixed_runs(tmp_path)
     done = subprocess.run([sys.executable, "-c", PROBE, "status", "--json"], cwd=repo.root, capture_output=True,
@@ -112,7 +147,8 @@ def test_status_json_off_a_terminal_is_one_line_of_plain_json_without_pydantic_o
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("\n") == 1 and "\x1b" not in done.stdout
     assert json.loads(done.stdout) == api.status(run_id, cwd=repo.root)
-    assert done.stderr.strip().splitlines()[-1] == "[]", "no command-line framework, nothing that runs processes"
+    assert done.stderr.strip().splitlines()[-1] == "[]", \
+        "no command-line framework, nothing that runs processes, none of Python's slower common modules"
     text = subprocess.run([sys.executable, "-c", PROBE, "status", run_id], cwd=repo.root, capture_output=True,
                           text=True, timeout=120)
     assert text.returncode == 0 and f"run {run_id} failed" in text.stdout and "d" in text.stdout
@@ -153,7 +189,8 @@ def test_status_json_outside_a_repository_is_one_line(tmp_path: Path) -> None:
 def test_help_imports_neither_pydantic_nor_rich(tmp_path: Path, args: tuple[str, ...]) -> None:
     done = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=tmp_path, capture_output=True, text=True,
                           timeout=120)
-    assert done.returncode == 0 and done.stderr.strip().splitlines()[-1] == "['click']"
+    imported = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 0 and "click" in imported and "pydantic" not in imported and "rich" not in imported
 
 
 def test_the_repository_is_found_without_git_as_git_finds_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 # live (docs/benchmarks.md). Running a plan needs the plan model (pydantic), the agents and the engine, each
 # imported by the verbs that use them.
 from plait import report
+from plait import status as plait_status
 from plait.errors import PlaitError
 from plait.git.repo import Git
 from plait.redact import redact_files
-from plait.run import liveness, merged
+from plait.run import liveness
 from plait.state import EventKind, Store, TaskState, db_path
 
 if TYPE_CHECKING:
@@ -346,57 +347,8 @@ def _run_row(repo: Repo, run_id: str | None) -> dict[str, Any]:
 
 
 def status(run_id: str | None = None, cwd: Path | None = None) -> dict[str, Any]:
-    """The run's state as plain data: the seed-001 fields plus per-task detail and metrics."""
-    repo = _reading_repo(cwd)
-    row = _run_row(repo, run_id)
-    rid = row["id"]
-    tasks = repo.store.tasks(rid)
-    summary = repo.store.summary(rid)  # not every event: kept current as they are written
-    needs, gates = report.plan_graph(row["plan_json"])
-    from plait import graph
-
-    level = graph.levels(needs)
-    active = [t for t in tasks if t["state"] in (TaskState.RUNNING, TaskState.RETRYING)]
-    phase = (f"level {min(level[t['task_id']] for t in active)}" if active else
-             "integration" if row["status"] == "running" else row["status"])
-    metrics = report.compute(row, tasks, repo.store.attempts(rid), summary=summary)
-    live = is_live(repo, rid)
-    if not live:  # nothing runs them any more: a killed or interrupted run's tasks wait for `plait resume`
-        tasks = [{**t, "state": "interrupted"} if t["state"] in (TaskState.RUNNING, TaskState.RETRYING) else t
-                 for t in tasks]
-    status_word = row["status"] if live or row["status"] not in ("running", "cancelling") else "interrupted"
-    return {
-        "run_id": rid,
-        "status": status_word,
-        "phase": phase,
-        "plan": row["plan_path"],
-        "base": row["base_sha"],
-        "jobs": row["jobs"],
-        "rehearsal": bool(json.loads(row["options_json"] or "{}").get("rehearse")),
-        "completed_tasks": [{"id": t["task_id"], "name": t["title"], "branch": t["branch"]}
-                            for t in tasks if t["state"] == TaskState.DONE],
-        "failed_tasks": [{"id": t["task_id"], "name": t["title"], "error": t["error"]}
-                         for t in tasks if t["state"] == TaskState.FAILED],
-        "counts": {s: sum(1 for t in tasks if t["state"] == s) for s in [*map(str, TaskState), "interrupted"]},
-        "output": summary.get("last", ""),
-        "tasks": [{
-            "id": t["task_id"], "title": t["title"], "state": t["state"], "level": level.get(t["task_id"]),
-            "branch": t["branch"], "attempt": t["attempt"], "started_at": t["started_at"],
-            "finished_at": t["finished_at"], "commit": t["commit_sha"],
-            "verify": None if t["verify_exit"] is None and t["state"] != TaskState.DONE else
-            {"exit_code": t["verify_exit"], "seconds": t["verify_seconds"]},
-            "conflicts": report.json_list(t["conflicts_json"]),
-            "deviations": report.json_list(t["deviations_json"]),
-            "incidents": report.json_list(t["incidents_json"]),
-            "workspace": t["worktree"],
-            "error": t["error"], "cost_usd": t["cost_usd"], "gate": t["task_id"] in gates,
-            "review": json.loads(t["review_json"]) if t.get("review_json") else None,
-            "reused_from": t["reused_from"],
-        } for t in tasks],
-        "metrics": report.asdict(metrics),
-        "evidence": str(evidence_dir(repo, rid)),
-        "merged_context": merged.status_entry(evidence_dir(repo, rid)),
-    }
+    """The run's state as plain data: the seed-001 fields plus per-task detail and metrics (plait.status)."""
+    return plait_status.document(run_id, cwd)
 
 
 def run_id_or_latest(run_id: str | None, cwd: Path | None = None) -> str:

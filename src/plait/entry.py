@@ -10,12 +10,13 @@ way.
 from __future__ import annotations
 
 import json
-import logging
 import sys
 
 
 def setup_logging() -> None:
     """Warnings and errors on the console as `plait: warning: …`; plait.log gets the rest."""
+    import logging
+
     logging.addLevelName(logging.WARNING, "warning")
     logging.addLevelName(logging.ERROR, "error")
     logging.basicConfig(level=logging.WARNING, format="plait: %(levelname)s: %(message)s")
@@ -36,18 +37,18 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     quick, run_id = status_json_run(args)
     if quick and not sys.stdout.isatty():
-        setup_logging()
-        from plait import api
-        from plait.errors import PlaitError
+        from plait import status
 
         try:
-            doc = api.status(run_id)
-        except PlaitError as exc:
-            for line in exc.lines():
-                print(f"plait: error: {line}", file=sys.stderr)
-            sys.exit(1)
-        except Exception:  # the CLI runs it again and reports the bug its way
-            pass
+            doc = status.document(run_id)
+        except Exception as exc:
+            from plait.errors import PlaitError  # not imported unless needed: nor is logging
+
+            if isinstance(exc, PlaitError):
+                for line in exc.lines():
+                    print(f"plait: error: {line}", file=sys.stderr)
+                sys.exit(1)
+            # anything else: the CLI runs it again and reports the bug its way
         else:
             sys.stdout.write(json.dumps(doc) + "\n")
             return

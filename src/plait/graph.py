@@ -73,33 +73,41 @@ def dependents(needs: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
     return out
 
 
-def levels(needs: Mapping[str, Sequence[str]]) -> dict[str, int]:
-    """Depth of each node: 0 for roots, else 1 + the deepest dependency (the seeds' 'phases')."""
+def levels(needs: Mapping[str, Sequence[str]], order: Sequence[str] | None = None) -> dict[str, int]:
+    """Depth of each node: 0 for roots, else 1 + the deepest dependency (the seeds' 'phases'); `order`: as for
+    `bottom_levels`."""
     level: dict[str, int] = {}
-    for node in topological_order(needs):
+    for node in order or topological_order(needs):
         level[node] = 1 + max((level[d] for d in needs[node] if d in level), default=-1)
     return level
 
 
-def bottom_levels(needs: Mapping[str, Sequence[str]], weight: Mapping[str, float]) -> dict[str, float]:
-    """Longest weighted path from each node to an exit, including the node itself."""
-    below = dependents(needs)
+def bottom_levels(needs: Mapping[str, Sequence[str]], weight: Mapping[str, float],
+                  order: Sequence[str] | None = None) -> dict[str, float]:
+    """Longest weighted path from each node to an exit, including the node itself (`order`: the nodes'
+    topological order, when known)."""
+    return _bottom_levels(needs, weight, dependents(needs), order or topological_order(needs))
+
+
+def _bottom_levels(needs: Mapping[str, Sequence[str]], weight: Mapping[str, float],
+                   below: Mapping[str, Sequence[str]], order: Sequence[str]) -> dict[str, float]:
     out: dict[str, float] = {}
-    for node in reversed(topological_order(needs)):
+    for node in reversed(order):
         out[node] = weight[node] + max((out[d] for d in below[node]), default=0.0)
     return out
 
 
-def critical_path(needs: Mapping[str, Sequence[str]], weight: Mapping[str, float]) -> list[str]:
-    """The longest weighted chain, from a root to an exit."""
+def critical_path(needs: Mapping[str, Sequence[str]], weight: Mapping[str, float],
+                  order: Sequence[str] | None = None) -> list[str]:
+    """The longest weighted chain, from a root to an exit (`order`: as for `bottom_levels`)."""
     if not needs:
         return []
-    bottom = bottom_levels(needs, weight)
     below = dependents(needs)
+    bottom = _bottom_levels(needs, weight, below, order or topological_order(needs))
     roots = [n for n in needs if not any(d in needs for d in needs[n])]
-    node = max(roots, key=lambda n: bottom[n])
+    node = max(roots, key=bottom.__getitem__)
     path = [node]
     while below[node]:
-        node = max(below[node], key=lambda n: bottom[n])
+        node = max(below[node], key=bottom.__getitem__)
         path.append(node)
     return path

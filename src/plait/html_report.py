@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from plait import graph, report
+from plait import graph, measure, report
 from plait.plan.model import format_duration as fd
 from plait.state import EventKind
 from plait.text import printable
@@ -75,7 +75,7 @@ def dag_svg(rec: RunRecord, metrics: report.Metrics) -> str:
     at = layout(needs)
     rows = {t["task_id"]: t for t in rec.tasks}
     spent = {tid: 0.0 for tid in needs}
-    for tid, (start, end) in report.attempt_intervals(rec.attempts, rec.events):
+    for tid, (start, end) in measure.attempt_intervals(rec.attempts, rec.events):
         spent[tid] = spent.get(tid, 0.0) + end - start
     critical = graph.critical_path(needs, spent) if any(spent.values()) else []
     on_path = set(itertools.pairwise(critical))
@@ -123,7 +123,7 @@ def _cut(text: str, size: int) -> str:
 def bars(rec: RunRecord, now: float | None = None) -> tuple[list[Bar], list[str]]:
     """Every bar of the timeline and the lanes' names: attempts packed on agent lanes (a lane is free
     again when its attempt ends), then a lane of back-off waits and one for integration."""
-    intervals = report.attempt_intervals(rec.attempts, rec.events)
+    intervals = measure.attempt_intervals(rec.attempts, rec.events)
     out: list[Bar] = []
     lane_free: list[float] = []
     placed: list[tuple[str, float, float, int]] = []
@@ -137,12 +137,12 @@ def bars(rec: RunRecord, now: float | None = None) -> tuple[list[Bar], list[str]
         outcome = a["outcome"] if a["finished_at"] is not None or rec.live else "interrupted"
         out.append(Bar(lane, start, end, "attempt", f"{tid} #{a['attempt']}: {outcome}", f"o-{outcome}"))
     waits_lane, integration_lane = len(lane_free), len(lane_free) + 1
-    spans = report.process_spans(rec.events)
+    spans = measure.process_spans(rec.events)
     opened: dict[str, float] = {}
     conflict_at: dict[str, float] = {}
     for e in rec.events:
         kind, ts, tid = e["kind"], e["ts"], e["task_id"]
-        end_of_process = max(now, ts) if rec.live and now else report._end_of_process(spans, ts)
+        end_of_process = max(now, ts) if rec.live and now else measure.end_of_process(spans, ts)
         if kind == EventKind.TASK_RETRY:
             delay = float(e["data"].get("delay") or 0.0)
             out.append(Bar(waits_lane, ts, min(end_of_process, ts + delay), "wait", f"{tid}: back-off {delay:.1f}s"))
@@ -196,9 +196,9 @@ def gantt_svg(rec: RunRecord, now: float | None = None) -> str:
 def analyse(rec: RunRecord, m: report.Metrics) -> Analysis:
     """Time saved against its price: orchestration overhead is the time a plait process ran the run while no
     attempt (agent and verify) was under way: start-up, scheduling gaps, back-off waits and integration."""
-    spans = report.process_spans(rec.events)
-    attempts = [span for _, span in report.attempt_intervals(rec.attempts, rec.events)]
-    overhead = max(0.0, report.union_seconds(spans) - report.union_seconds(attempts))
+    spans = measure.process_spans(rec.events)
+    attempts = [span for _, span in measure.attempt_intervals(rec.attempts, rec.events)]
+    overhead = max(0.0, measure.union_seconds(spans) - measure.union_seconds(attempts))
     seq = m.task_seconds
     conflicts: list[tuple[str, float | None]] = []
     opened: dict[str, float] = {}

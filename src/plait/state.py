@@ -12,12 +12,15 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from plait import measure
 from plait.errors import PlaitError
+from plait.journal import EventKind, TaskState, fold, summarize
 from plait.redact import redact
+
+__all__ = ["EventKind", "Store", "TaskState", "db_path", "fold", "summarize", "unreadable"]
 
 SCHEMA = [
     # 1: the initial schema
@@ -62,119 +65,33 @@ SCHEMA = [
         finished_at REAL, PRIMARY KEY(run_id, task_id));
     CREATE INDEX durations_finished ON durations(finished_at);
     """,
+    # 6: the plan's task graph (needs, gates, levels, order: plait.measure.run_graph), so a status read does not
+    # parse the whole plan; and the plan in a table of its own: every event updates its run's row (the summary),
+    # and SQLite rewrites a whole row, which with the plan in it was half a megabyte per event at 1,000 tasks
+    """
+    ALTER TABLE runs ADD COLUMN graph_json TEXT;
+    CREATE TABLE plans(run_id TEXT PRIMARY KEY, plan_json TEXT);
+    INSERT INTO plans SELECT id, plan_json FROM runs WHERE plan_json IS NOT NULL;
+    UPDATE runs SET plan_json=NULL;
+    """,
 ]
 
 RUN_COLUMNS = {"plan_path", "plan_name", "plan_json", "repo_root", "base_sha", "jobs", "options_json", "status",
-               "created_at", "started_at", "finished_at", "pid", "heartbeat_at", "summary_json"}
+               "created_at", "started_at", "finished_at", "pid", "heartbeat_at", "summary_json", "graph_json"}
 TASK_COLUMNS = {"title", "position", "state", "attempt", "branch", "worktree", "base_sha", "commit_sha",
                 "started_at", "finished_at", "verify_exit", "verify_seconds", "error", "conflicts_json",
                 "deviations_json", "incidents_json", "review_json", "cost_usd", "tokens_in", "tokens_out",
                 "input_key", "reused_from"}
 ATTEMPT_COLUMNS = {"started_at", "finished_at", "outcome", "error_kind", "error", "agent_exit"}
+# A run's row with its plan's JSON, kept in a table of its own since schema 6 (the runs table's own `plan_json`,
+# empty since, comes first in each row and the plan's replaces it)
+RUNS_WITH_PLANS = "SELECT runs.*, plans.plan_json FROM runs LEFT JOIN plans ON plans.run_id = runs.id"
 DURATION_COLUMNS = {"run_id", "task_id", "profile", "role", "size", "estimate_seconds", "seconds", "finished_at"}
 
 
-class TaskState(StrEnum):
-    """Every state a task can be in; status, counts and the report all count every one of them."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    RETRYING = "retrying"  # an attempt failed transiently; the next waits out its back-off
-    DONE = "done"  # verified
-    FAILED = "failed"
-    BLOCKED = "blocked"  # a task it needs failed (or the run stopped before it could start)
-    CANCELLED = "cancelled"
-
-
-class EventKind(StrEnum):
-    """Every kind of event in the log (`events.kind`): what the report, status and dashboards read."""
-
-    DELIVERED = "delivered"
-    INTEGRATION_CONCERNS = "integration.concerns"  # the integration verifier marked the concerns
-    INTEGRATION_CONFLICT = "integration.conflict"
-    INTEGRATION_STARTED = "integration.started"
-    INTEGRATION_FIXED = "integration.fixed"  # the end review's fixer
-    INTEGRATION_REPAIRED = "integration.repaired"  # the integration engineer's rounds ended
-    INTEGRATION_REPAIRING = "integration.repairing"
-    INTEGRATION_RESOLVED = "integration.resolved"  # the resolver's rounds on one conflict ended
-    INTEGRATION_RESOLVING = "integration.resolving"
-    INTEGRATION_REVIEWED = "integration.reviewed"  # the end review's verdict
-    INTEGRATION_REVIEWING = "integration.reviewing"
-    INTEGRATION_VERIFIED = "integration.verified"
-    LIMITS_BACKOFF = "limits.backoff"
-    LIMITS_INCREASE = "limits.increase"
-    REHEARSAL_SERVER = "rehearsal.server"
-    RUN_BUDGET_SPENT = "run.budget_spent"
-    RUN_CANCEL_REQUESTED = "run.cancel_requested"
-    RUN_CANCELLED = "run.cancelled"
-    RUN_CANCELLING = "run.cancelling"
-    RUN_ESTIMATES = "run.estimates"  # the estimates the run schedules by, learned from earlier runs (plait.history)
-    RUN_FINISHED = "run.finished"
-    RUN_GATE_FAILED = "run.gate_failed"
-    RUN_INTERRUPTED = "run.interrupted"
-    RUN_STARTED = "run.started"
-    TASK_AGENT_DONE = "task.agent_done"
-    TASK_ATTEMPT_DONE = "task.attempt_done"
-    TASK_BLOCKED = "task.blocked"
-    TASK_CANCELLED = "task.cancelled"
-    TASK_CAPTURED = "task.captured"
-    TASK_CONFLICT = "task.conflict"
-    TASK_DONE = "task.done"
-    TASK_FAILED = "task.failed"
-    TASK_FIXED = "task.fixed"
-    TASK_NODE_LOST = "task.node_lost"  # the Ray executor lost the attempt's node: it runs again elsewhere
-    TASK_RESET = "task.reset"
-    TASK_RETRY = "task.retry"
-    TASK_REUSED = "task.reused"  # done with an earlier run's verified work: its inputs are unchanged
-    TASK_REVIEWED = "task.reviewed"
-    TASK_REVIEWING = "task.reviewing"
-    TASK_STARTED = "task.started"
-    TASK_VERIFIED = "task.verified"
-    TASK_WORKSPACE = "task.workspace"
-
-
-# Events a run's own process does not write: the next process's preparations before its `run.started`
-# (`task.reset`, the rehearsal server, the learned estimates) and `plait cancel` from another shell. They say
-# nothing about when the process before them stopped.
-NOT_THE_RUNNER = {EventKind.TASK_RESET, EventKind.REHEARSAL_SERVER, EventKind.RUN_ESTIMATES,
-                  EventKind.RUN_CANCEL_REQUESTED, EventKind.RUN_CANCELLED}
-# The integration agents' events the report describes one line each (plait.report.integration_lines).
-INTEGRATION_AGENTS = {EventKind.INTEGRATION_RESOLVED, EventKind.INTEGRATION_REPAIRED, EventKind.INTEGRATION_CONCERNS,
-                      EventKind.INTEGRATION_REVIEWED, EventKind.INTEGRATION_FIXED}
-
-
-def fold(summary: dict[str, Any], kind: str, task_id: str | None, ts: float, data: Mapping[str, Any]) -> None:
-    """Add one event to a run's summary (`runs.summary_json`): what the metrics read of the event log, kept
-    current as events are written, so a status read never goes through every event. `spans`: each process
-    that ran the run, from its `run.started` to the last event it wrote; `waits`: (when, delay) of each
-    retry's back-off; `integration`: the integration agents' events."""
-    spans = summary.setdefault("spans", [])
-    if kind == EventKind.RUN_STARTED:
-        spans.append([ts, ts])
-    elif spans and kind not in NOT_THE_RUNNER:
-        spans[-1][1] = max(spans[-1][1], ts)
-    if kind == EventKind.TASK_RETRY:
-        summary["retries"] = summary.get("retries", 0) + 1
-        summary.setdefault("waits", []).append([ts, data.get("delay")])
-    elif kind == EventKind.TASK_CONFLICT:
-        summary["conflicts"] = summary.get("conflicts", 0) + 1
-    elif kind == EventKind.INTEGRATION_STARTED:
-        summary.setdefault("integration_started", []).append(ts)
-    elif kind in INTEGRATION_AGENTS:
-        summary.setdefault("integration", []).append({"kind": kind, "data": dict(data)})
-    elif kind == EventKind.RUN_GATE_FAILED and "failed_gate" not in summary:
-        summary["failed_gate"] = data.get("gate")
-    elif kind == EventKind.RUN_FINISHED:
-        summary["why"] = str(data.get("why") or "")
-    summary["last"] = f"{kind} {task_id or ''}".strip()
-
-
-def summarize(events: list[dict[str, Any]]) -> dict[str, Any]:
-    """The summary of a run from its events (what `Store.emit` keeps in `runs.summary_json`)."""
-    summary: dict[str, Any] = {}
-    for e in events:
-        fold(summary, e["kind"], e["task_id"], e["ts"], e["data"])
-    return summary
+def unreadable(path: str | Path, exc: Exception) -> PlaitError:
+    return PlaitError(f"{path}: cannot open plait's state database ({exc})",
+                      "move the file aside; plait starts a new one (earlier runs' branches stay)")
 
 
 def db_path(common_dir: Path) -> Path:
@@ -204,8 +121,7 @@ class Store:
             self._db.execute("PRAGMA busy_timeout=30000")
             self._migrate()
         except sqlite3.DatabaseError as exc:
-            raise PlaitError(f"{path}: cannot open plait's state database ({exc})",
-                             "move the file aside; plait starts a new one (earlier runs' branches stay)") from exc
+            raise unreadable(path, exc) from exc
 
     def close(self) -> None:
         self._db.close()
@@ -250,7 +166,12 @@ class Store:
                 if not db.execute("SELECT 1 FROM runs WHERE id=?", (run_id,)).fetchone():
                     break
             now = time.time()
-            _insert(db, "runs", {"id": run_id, "status": "created", "created_at": now, **fields}, RUN_COLUMNS)
+            plan = fields.get("plan_json")
+            row = {k: v for k, v in fields.items() if k != "plan_json"}
+            if plan is not None:
+                row["graph_json"] = measure.graph_json(plan)
+                db.execute("INSERT INTO plans(run_id, plan_json) VALUES(?, ?)", (run_id, _clean(plan)))
+            _insert(db, "runs", {"id": run_id, "status": "created", "created_at": now, **row}, RUN_COLUMNS)
             for position, (task_id, title) in enumerate(tasks):
                 db.execute("INSERT INTO tasks(run_id, task_id, title, position, state, input_key) "
                            "VALUES(?,?,?,?,?,?)", (run_id, task_id, title, position, "pending", keys.get(task_id)))
@@ -286,13 +207,13 @@ class Store:
                 if rest:
                     _update(db, "attempts", rest, ATTEMPT_COLUMNS, "run_id=? AND task_id=? AND attempt=?",
                             (run_id, task_id, number))
-            seq = self._event(db, run_id, task_id, kind, dict(data or {}))
-            self._fold(db, run_id, seq)
-            return seq
+            event = self._event(db, run_id, task_id, kind, dict(data or {}))
+            self._fold(db, run_id, event)
+            return int(event["seq"])
 
     @staticmethod
-    def _fold(db: sqlite3.Connection, run_id: str, seq: int) -> None:
-        """Fold the event `seq` into the run's summary, as it was written (redacted) and in the same transaction.
+    def _fold(db: sqlite3.Connection, run_id: str, event: dict[str, Any]) -> None:
+        """Fold the event just written (as written: redacted) into the run's summary, in the same transaction.
         A run recorded before summaries existed gets one from all its events first."""
         found = db.execute("SELECT summary_json FROM runs WHERE id=?", (run_id,)).fetchone()
         if found is None:
@@ -301,8 +222,7 @@ class Store:
             summary = summarize(_events(db, run_id))
         else:
             summary = json.loads(found[0])
-            e = _events(db, run_id, seq - 1, seq)[0]
-            fold(summary, e["kind"], e["task_id"], e["ts"], e["data"])
+            fold(summary, event["kind"], event["task_id"], event["ts"], event["data"])
         db.execute("UPDATE runs SET summary_json=? WHERE id=?", (json.dumps(summary), run_id))
 
     def add_duration(self, values: Mapping[str, Any]) -> None:
@@ -319,18 +239,22 @@ class Store:
             db.execute("UPDATE runs SET heartbeat_at=? WHERE id=?", (time.time(), run_id))
 
     @staticmethod
-    def _event(db: sqlite3.Connection, run_id: str, task_id: str | None, kind: str, data: dict[str, Any]) -> int:
+    def _event(db: sqlite3.Connection, run_id: str, task_id: str | None, kind: str,
+               data: dict[str, Any]) -> dict[str, Any]:
+        """Append an event; returns it as written (`seq`, `data` redacted)."""
+        ts, text = time.time(), _clean(json.dumps(data, default=str, sort_keys=True))
         cur = db.execute("INSERT INTO events(run_id, task_id, ts, kind, data_json) VALUES(?,?,?,?,?)",
-                         (run_id, task_id, time.time(), kind, _clean(json.dumps(data, default=str, sort_keys=True))))
-        return int(cur.lastrowid or 0)
+                         (run_id, task_id, ts, kind, text))
+        return {"seq": int(cur.lastrowid or 0), "kind": kind, "task_id": task_id, "ts": ts, "data": json.loads(text)}
 
     # -- reads -------------------------------------------------------------------
     def run(self, run_id: str) -> dict[str, Any] | None:
-        row = self._db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
-        return dict(row) if row else None
+        """The run's row, its plan's JSON (`plan_json`) with it."""
+        rows = _dicts(self._db.execute(f"{RUNS_WITH_PLANS} WHERE runs.id=?", (run_id,)))
+        return rows[0] if rows else None
 
     def runs(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self._db.execute("SELECT * FROM runs ORDER BY created_at")]
+        return _dicts(self._db.execute(f"{RUNS_WITH_PLANS} ORDER BY runs.created_at"))
 
     def tasks(self, run_id: str) -> list[dict[str, Any]]:
         return _dicts(self._db.execute("SELECT * FROM tasks WHERE run_id=? ORDER BY position", (run_id,)))

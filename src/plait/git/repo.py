@@ -20,6 +20,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
+from plait import where
 from plait.errors import PlaitError
 from plait.git.lock import RepoLock
 
@@ -105,33 +106,8 @@ def _check_version() -> None:
 
 def _locate(start: Path) -> tuple[Path, Path, Mapping[str, str], Path] | None:
     """(work tree, common dir, clean env, git dir) of the repository `start` is in, when plain to see."""
-    try:
-        device = os.stat(start).st_dev
-        for folder in (start, *start.parents):
-            info = os.stat(folder)
-            if info.st_dev != device or info.st_uid != os.getuid():
-                return None
-            dot = folder / ".git"
-            if dot.is_dir():
-                git_dir = dot
-            elif dot.is_file():
-                text = dot.read_text()
-                if not text.startswith("gitdir: "):
-                    return None
-                git_dir = (folder / text.removeprefix("gitdir: ").strip()).resolve()
-            else:
-                continue
-            common = git_dir
-            if (git_dir / "commondir").is_file():
-                common = (git_dir / (git_dir / "commondir").read_text().strip()).resolve()
-            config = (common / "config").read_text()
-            if not (git_dir / "HEAD").is_file() or start.is_relative_to(git_dir) or "worktree" in config \
-                    or "bare = true" in config:
-                return None
-            return folder, common, clean_env(), git_dir
-    except (OSError, UnicodeDecodeError):
-        return None
-    return None
+    found = where.locate(str(start))
+    return None if found is None else (Path(found[0]), Path(found[1]), clean_env(), Path(found[2]))
 
 
 class Git:

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
-ALIGNED, NOT_ALIGNED, UNKNOWN = "aligned", "not aligned", "unknown"
+from plait.journal import ALIGNED, NOT_ALIGNED, UNKNOWN
+
+TYPE_CHECKING = False  # typing costs a status read more than this module; mypy treats this as True
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+    from typing import Any
+
 
 _TICKED = re.compile(r"`([^`\n]{1,500})`")
 

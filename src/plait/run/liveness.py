@@ -13,19 +13,23 @@ exist (macOS), `flock` is used, and a query takes and drops a shared lock.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import os
 import struct
-from pathlib import Path
+
+TYPE_CHECKING = False  # pathlib and typing cost a status read more than this module; mypy treats this as True
+if TYPE_CHECKING:
+    from os import PathLike
+
+    Where = str | PathLike[str]
 
 _OFD = hasattr(fcntl, "F_OFD_SETLK")
 _FLOCK = "hhqqi4x"  # struct flock on 64-bit Linux: type, whence, start, len, pid
 
 
-def lock_path(common_dir: Path, run_id: str) -> Path:
-    return common_dir / "plait" / "runs" / f"{run_id}.lock"
+def lock_path(common_dir: Where, run_id: str) -> str:
+    return os.path.join(common_dir, "plait", "runs", f"{run_id}.lock")
 
 
 class Taken(Exception):
@@ -39,12 +43,12 @@ class Taken(Exception):
 class RunLock:
     """`with RunLock(path):` holds the run for this process, or raises Taken."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Where) -> None:
         self.path = path
         self._fd: int | None = None
 
     def __enter__(self) -> RunLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             if _OFD:
@@ -67,7 +71,7 @@ class RunLock:
             self._fd = None
 
 
-def held(path: Path) -> bool:
+def held(path: Where) -> bool:
     """Whether some live process holds the run. Never takes the lock (see the module's docstring)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -87,8 +91,10 @@ def held(path: Path) -> bool:
         os.close(fd)
 
 
-def holder(path: Path) -> int | None:
+def holder(path: Where) -> int | None:
     """The pid the holder wrote into the lock file, for messages."""
-    with contextlib.suppress(OSError, ValueError):
-        return int(path.read_text().strip() or "x")
-    return None
+    try:
+        with open(path) as f:
+            return int(f.read().strip() or "x")
+    except (OSError, ValueError):
+        return None

@@ -19,8 +19,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from plait.journal import ALIGNED, NOT_ALIGNED, UNKNOWN
 from plait.redact import redact, write_text
-from plait.run.concerns import ALIGNED, NOT_ALIGNED, UNKNOWN, concerns, interface, subject
+from plait.run.concerns import concerns, interface, subject
+from plait.status import MERGED_FILE
 
 # Annotations only, and the evidence module is imported where it is used: `status_entry` (`plait status`)
 # needs none of them.
@@ -33,7 +35,6 @@ __all__ = ["concerns", "interface", "merged_context", "parent_context", "subject
 PARENT_SCHEMA = "plait.parent-context/1"
 MERGED_SCHEMA = "plait.merged-context/1"
 PARENT_FILE = "parent-context.json"
-MERGED_FILE = "merged-context.json"
 OUTPUT_TAIL_CHARS = 2000  # of the integration test's output; the full log is in `integration/`
 
 
@@ -182,16 +183,3 @@ def merged_context(ctx: RunContext, rows: Sequence[Mapping[str, Any]], status: s
 def write_merged(ctx: RunContext, rows: Sequence[Mapping[str, Any]], status: str,
                  result: IntegrationResult | None) -> Path:
     return _write(ctx.paths.run_dir / MERGED_FILE, merged_context(ctx, rows, status, result))
-
-
-def status_entry(run_dir: Path) -> dict[str, Any] | None:
-    """What `plait status --json` shows of the merged context: where it is and its concerns, counted."""
-    try:
-        doc = json.loads((run_dir / MERGED_FILE).read_text())
-    except (OSError, ValueError):  # not written yet (the run has not ended)
-        return None
-    if not isinstance(doc, dict) or not doc:
-        return None
-    found = doc.get("integration_concerns") or []
-    return {"path": str(run_dir / MERGED_FILE), "phase": doc.get("phase"),
-            "concerns": {s: sum(1 for c in found if c.get("status") == s) for s in (ALIGNED, NOT_ALIGNED, UNKNOWN)}}
