@@ -6,7 +6,8 @@ first waits S seconds (the machine idle while the run is live, as with real agen
 their model): measured once `--jobs` tasks are running. Without, once `--warmup` tasks are done,
 `plait status --json` runs `--repeat` times from another process (stdout a pipe, as a script reads it),
 alternating this tree's code ("after") with the code of `--before` (a revision's `src/`, exported with
-`git archive` to a temporary folder: "before"), both reading the same state database. Then the run is
+`git archive` to a temporary folder: "before"). Each code runs its own run in its own repository (their
+state databases differ: the plan moved out of the run's row), both runs live at once. Then the runs are
 cancelled (or, with `--finish`, waited for) and both are measured again. Wall time per call, and CPU
 (user + system of the child, from `getrusage(RUSAGE_CHILDREN)`); p50 and p99.
 
@@ -67,14 +68,14 @@ def p99(values: list[float]) -> float:
     return sorted(values)[min(len(values) - 1, round(0.99 * (len(values) - 1)))]
 
 
-def measure(repo: Path, sources: dict[str, Path], repeat: int, when: str) -> None:
+def measure(repos: dict[str, Path], sources: dict[str, Path], repeat: int, when: str) -> None:
     times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in sources}
     size = 0
-    for src in sources.values():  # unmeasured: the first call writes the bytecode
-        plait(repo, src, "status", "--json")
+    for name, src in sources.items():  # unmeasured: the first call writes the bytecode
+        plait(repos[name], src, "status", "--json")
     for _ in range(repeat):
         for name, src in sources.items():
-            wall, cpu, out, _ = plait(repo, src, "status", "--json")
+            wall, cpu, out, _ = plait(repos[name], src, "status", "--json")
             times[name][0].append(wall)
             times[name][1].append(cpu)
             size = max(size, len(out))
@@ -97,12 +98,12 @@ def wait_for(repo: Path, src: Path, until: str, done: int, timeout: float) -> di
     raise TimeoutError(f"the run did not reach {until} {done} in {timeout:.0f} s")
 
 
-def imports(repo: Path, sources: dict[str, Path], repeat: int) -> None:
-    for src in sources.values():
-        plait(repo, src, "--help")
+def imports(repos: dict[str, Path], sources: dict[str, Path], repeat: int) -> None:
+    for name, src in sources.items():
+        plait(repos[name], src, "--help")
     for args in (("--help",), ("status", "--json")):
         for name, src in sources.items():
-            runs = [plait(repo, src, *args) for _ in range(repeat)]
+            runs = [plait(repos[name], src, *args) for _ in range(repeat)]
             imported = runs[0][3].splitlines()[-1]
             print(f"| plait {' '.join(args)} | {name} | {1000 * statistics.median(r[0] for r in runs):.0f} ms "
                   f"| {1000 * statistics.median(r[1] for r in runs):.0f} ms | {imported} |", flush=True)
@@ -124,30 +125,35 @@ def main() -> None:
         if args.before:
             (Path(tmp) / "before").mkdir()
             sources["before"] = export(args.before, Path(tmp) / "before")
-        repo = Path(tmp) / "repo"
-        plan = make_repo(repo, 0, args.tasks, "status-latency")
-        if args.delay:
-            plan.write_text(plan.read_text().replace("script: {write:", f"script: {{delay: {args.delay}s, write:"))
-            git(repo, "commit", "-qam", "each task waits first")
-        env = {**ENV, "XDG_CACHE_HOME": str(Path(tmp) / "cache"), "PYTHONPATH": str(ROOT / "src")}
-        subprocess.run([sys.executable, "-m", "plait", "run", str(plan), "--jobs", str(args.jobs), "--detach"],
-                       cwd=repo, env=env, check=True, capture_output=True)
-        after = sources["after"]
-        if args.delay:
-            wait_for(repo, after, "running", min(args.jobs, args.tasks), args.timeout)
-        else:
-            wait_for(repo, after, "done", min(args.warmup, args.tasks), args.timeout)
+        repos = {name: start(Path(tmp), name, src, args) for name, src in sources.items()}
+        docs = {name: wait_for(repos[name], src, "running" if args.delay else "done",
+                               min(args.jobs if args.delay else args.warmup, args.tasks), args.timeout)
+                for name, src in sources.items()}
         print("| when | code | wall p50 | wall p99 | CPU p50 | CPU p99 | output |\n|---|---|---|---|---|---|---|")
-        measure(repo, sources, args.repeat, f"live ({status_doc(repo, after)['phase']})")
-        if not args.finish:
-            with contextlib.suppress(RuntimeError):  # it may have ended already
-                plait(repo, after, "cancel")
-        doc = wait_for(repo, after, "over", 0, args.timeout)
-        counts = doc["counts"]
+        measure(repos, sources, args.repeat, f"live ({docs['after']['phase']})")
+        for name, src in sources.items():
+            if not args.finish:
+                with contextlib.suppress(RuntimeError):  # it may have ended already
+                    plait(repos[name], src, "cancel")
+        docs = {name: wait_for(repos[name], src, "over", 0, args.timeout) for name, src in sources.items()}
+        counts = docs["after"]["counts"]
         assert isinstance(counts, dict)
-        measure(repo, sources, args.repeat, f"after ({doc['status']}, {counts['done']} done)")
+        measure(repos, sources, args.repeat, f"after ({docs['after']['status']}, {counts['done']} done)")
         print("\n| command | code | wall p50 | CPU p50 | imported |\n|---|---|---|---|---|")
-        imports(repo, sources, max(5, args.repeat // 3))
+        imports(repos, sources, max(5, args.repeat // 3))
+
+
+def start(tmp: Path, name: str, src: Path, args: argparse.Namespace) -> Path:
+    """A repository for `name`'s code, its run started in the background."""
+    repo = tmp / f"repo-{name}"
+    plan = make_repo(repo, 0, args.tasks, "status-latency")
+    if args.delay:
+        plan.write_text(plan.read_text().replace("script: {write:", f"script: {{delay: {args.delay}s, write:"))
+        git(repo, "commit", "-qam", "each task waits first")
+    env = {**ENV, "XDG_CACHE_HOME": str(tmp / "cache"), "PYTHONPATH": str(src)}
+    subprocess.run([sys.executable, "-m", "plait", "run", str(plan), "--jobs", str(args.jobs), "--detach"],
+                   cwd=repo, env=env, check=True, capture_output=True)
+    return repo
 
 
 if __name__ == "__main__":
