@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from plait import api, measure, report
+from plait import api, measure, report, status
 from plait.agents.base import ErrorKind
 from plait.errors import PlaitError
 from plait.git.repo import Git
+from plait.run import liveness
 from plait.run.engine import RunOptions
 from plait.state import EventKind, Store, db_path
 from plait.testing import FakeAgent, VirtualClock
@@ -138,6 +139,40 @@ def test_a_database_of_the_plait_before_moves_its_plans_out_of_the_runs_rows(tmp
         assert {**(store.run(i) or {}), "graph_json": row["graph_json"]} == row  # type: ignore[index]
     assert db.execute("SELECT count(*) FROM runs WHERE plan_json IS NOT NULL").fetchone() == (0,)
     db.close()
+
+
+def test_the_document_kept_ready_is_answered_only_while_nothing_it_was_made_from_changed(tmp_path: Path) -> None:
+    (first, second), repo = mixed_runs(tmp_path)
+    ready = repo.git.common_dir / "plait" / status.READY_FILE
+
+    def answer(run_id: str) -> dict[str, Any]:
+        doc = json.loads(status.document_json(run_id, repo.root))
+        assert doc == api.status(run_id, cwd=repo.root), "the same document as built from the rows"
+        return doc
+
+    assert answer(second)["status"] == "failed" and ready.is_file()
+    key, text = ready.read_text().splitlines()
+    ready.write_text(f"{key}\n{text.replace('failed', 'FORGED')}\n")
+    assert status.document_json(second, repo.root) == text.replace("failed", "FORGED"), "answered, unbuilt"
+    assert answer(first)["run_id"] == first, "another run: built again"
+    repo.store.emit(first, EventKind.RUN_STARTED, None, {}, run={"status": "running"})  # a new event
+    assert answer(first)["status"] == "interrupted", "running, but no process holds it"
+    with liveness.RunLock(liveness.lock_path(repo.git.common_dir, first)):  # a process takes it: no new event
+        assert answer(first)["status"] == "running"
+    assert answer(first)["status"] == "interrupted"
+    merged = repo.root / ".plait" / "runs" / first / status.MERGED_FILE
+    merged.write_text(json.dumps({"phase": "changed", "integration_concerns": []}))
+    assert answer(first)["merged_context"]["phase"] == "changed"
+    other = repo.root.parent / "other"  # a linked work tree of the same repository: its own evidence folder
+    git(repo.root, "worktree", "add", "-q", str(other))
+    doc = json.loads(status.document_json(first, other))
+    assert doc["evidence"] == str(other.resolve() / ".plait" / "runs" / first)
+    ready.write_text("garbage")
+    assert answer(first)["status"] == "interrupted"
+    ready.unlink()
+    ready.mkdir()  # where it cannot be kept, it is only not kept
+    assert answer(first)["status"] == "interrupted" and ready.is_dir()
+    assert sorted(p.name for p in ready.parent.iterdir() if p.name.startswith(status.READY_FILE)) == [ready.name]
 
 
 def test_status_json_off_a_terminal_is_one_line_of_plain_json_without_pydantic_or_rich(tmp_path: Path) -> None:

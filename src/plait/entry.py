@@ -9,7 +9,6 @@ way.
 
 from __future__ import annotations
 
-import json
 import sys
 
 
@@ -40,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
         from plait import status
 
         try:
-            doc = status.document(run_id)
+            text = status.document_json(run_id)
         except Exception as exc:
             from plait.errors import PlaitError  # not imported unless needed: nor is logging
 
@@ -50,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
                 sys.exit(1)
             # anything else: the CLI runs it again and reports the bug its way
         else:
-            sys.stdout.write(json.dumps(doc) + "\n")
+            sys.stdout.write(text + "\n")
             return
     from plait.cli import main as cli_main
 
