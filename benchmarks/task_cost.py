@@ -14,6 +14,9 @@ and `--before REV` (that revision's `src/`, exported with `git archive`: "before
 `--count-git N`: one more run of N tasks per source with a `git` on PATH that logs every invocation: git
 processes per task, by subcommand.
 
+`--launches N`: CPU per confined command, for each source: N times `true` through the sandbox launcher (what
+every agent and verify command starts through), against N times `true` started directly.
+
 `--script`: the same work as a hand-written git script, per task, one after another, for the CPU comparison (once
 with a fresh checkout per task, once with one folder reset to the base per task, as plait now does):
 check the base out into a folder of its own (`read-tree -u` with its own index), write the file, `add -A`,
@@ -21,7 +24,7 @@ check the base out into a folder of its own (`read-tree -u` with its own index),
 (`merge-tree --write-tree` + `commit-tree` each), delete the folder: 9 git processes per task.
 
 Run: .venv/bin/python -m benchmarks.task_cost [--tasks 100,250,500,1000] [--files 1000] [--before d6e1f9a]
-     [--count-git 100] [--script 100]
+     [--count-git 100] [--script 100] [--launches 100]
 """
 
 from __future__ import annotations
@@ -122,6 +125,31 @@ def count_git(src: Path, files: int, tasks: int) -> collections.Counter[str]:
         return collections.Counter(words)
 
 
+# Run with the source's plait on sys.path: CPU ms per confined `true`, then per direct `true`.
+_LAUNCHES = """import resource, sys, tempfile
+from plait import proc
+from plait.sandbox import Confinement
+
+def cpu():
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return kids.ru_utime + kids.ru_stime
+
+with tempfile.TemporaryDirectory() as writable:
+    for how in (Confinement((writable,)), None):
+        before = cpu()
+        for _ in range(int(sys.argv[1])):
+            assert proc.run(["true"], confine=how).ok
+        print(1000 * (cpu() - before) / int(sys.argv[1]))
+"""
+
+
+def launches(src: Path, n: int) -> tuple[float, float]:
+    """CPU ms per `true` started through the sandbox launcher, and started directly."""
+    out = subprocess.run([sys.executable, "-c", _LAUNCHES, str(n)], env={**ENV, "PYTHONPATH": str(src)},
+                         check=True, capture_output=True, text=True).stdout.split()
+    return float(out[0]), float(out[1])
+
+
 def script_round(files: int, tasks: int, recycle: bool) -> float:
     """CPU per task of the hand-written script (see the module's docstring); `recycle`: one folder for every task,
     reset to the base (`clean -ffdqx`, `read-tree --reset -u`) instead of a fresh checkout and a delete."""
@@ -165,6 +193,7 @@ def main() -> None:
     parser.add_argument("--after", default=str(ROOT / "src"), help="the source tree measured as 'after'")
     parser.add_argument("--count-git", type=int, default=0, metavar="TASKS")
     parser.add_argument("--script", type=int, default=0, metavar="TASKS", help="hand-written script's CPU per task")
+    parser.add_argument("--launches", type=int, default=0, metavar="N", help="the sandbox launcher's CPU per command")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="plait-src-") as tmp:
         sources = {"after": Path(args.after)}
@@ -177,6 +206,10 @@ def main() -> None:
             print(f"hand-written script, {args.files} files, {how}: "
                   f"{1000 * script_round(args.files, args.script, recycle):.0f} ms CPU per task", flush=True)
         for name, src in sources.items():
+            if args.launches:
+                confined, direct = launches(src, args.launches)
+                print(f"{name}: `true` through the sandbox launcher {confined:.1f} ms CPU, directly {direct:.1f} ms",
+                      flush=True)
             if args.count_git:
                 counts = count_git(src, args.files, args.count_git)
                 per = {k: round(v / args.count_git, 2) for k, v in counts.most_common()}

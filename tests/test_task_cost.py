@@ -156,3 +156,32 @@ def test_the_integration_woven_as_tasks_finish_is_the_one_woven_at_the_end(repo:
     assert git(repo, "rev-parse", f"{woven.chain.commit}^{{tree}}") == git(repo, "rev-parse",
                                                                           f"{at_once.commit}^{{tree}}")
     assert files_at(repo, woven.chain.commit)["c.txt"] == "c by e\n"
+
+
+def test_chains_sharing_merges_merge_a_head_on_the_same_tree_once(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    g = Git.discover(repo)
+    base = g.resolve_commit("HEAD")
+    heads = [(n, commit_on(repo, base, {f"{n}.txt": f"{n}\n"})) for n in "abcd"]
+    merges: merge.Merges = {}
+    first, second, alone = (merge.Chain(g, base, m, shared) for m, shared in
+                            (("first", merges), ("second", merges), ("alone", None)))
+    calls: list[str] = []
+    real = merge.merge_tree
+
+    def spy(git: Git, ours: str, theirs: str) -> merge.MergeOutcome:
+        calls.append(theirs)
+        return real(git, ours, theirs)
+
+    monkeypatch.setattr(merge, "merge_tree", spy)
+    for name, sha in heads:  # as the radar and the integration's weave do when tasks finish in order
+        assert first.add(name, sha, [base]) is None and second.add(name, sha, [base]) is None
+    for name, sha in reversed(heads):  # another order: other trees, nothing shared
+        assert alone.add(name, sha, [base]) is None
+    shas = dict(heads)
+    # a: a fast-forward; b: merged by each chain (no merge of its own yet, so no stand-in); c and d: once for both;
+    # the chain alone: d a fast-forward, then c, b and a merged
+    assert calls == [shas["b"], shas["b"], shas["c"], shas["d"], shas["c"], shas["b"], shas["a"]]
+    assert merges == {}  # each outcome taken once, by the other chain
+    trees = {git(repo, "rev-parse", f"{c.commit}^{{tree}}") for c in (first, second, alone)}
+    assert len(trees) == 1 and first.commit != second.commit
+    assert git(repo, "log", "--format=%s", "-1", second.commit) == "second: merge d"

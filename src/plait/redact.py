@@ -25,6 +25,7 @@ MASK = "***"
 MIN_LENGTH = 6  # shorter values ("1", "true", "dev") would mask ordinary words
 
 _registered: set[str] = set()
+_environ_seen: tuple[dict[bytes, bytes], frozenset[str]] = ({}, frozenset())  # os.environ's bytes, their secrets
 _lock = threading.Lock()
 
 
@@ -52,10 +53,25 @@ def _values_of(items: frozenset[tuple[str, str]]) -> frozenset[str]:
     return frozenset(found)
 
 
+def _environ_values() -> frozenset[str]:
+    # Iterating os.environ decodes every name and value each time, which cost more than the masking
+    # (and redact runs on every string of every database row): compare the bytes CPython keeps behind
+    # it with the last ones seen instead, and decode only when they changed. Called under _lock.
+    global _environ_seen
+    raw = getattr(os.environ, "_data", None)
+    if not isinstance(raw, dict):
+        return _values(os.environ)
+    seen, values = _environ_seen
+    if raw != seen:
+        values = _values_of(frozenset((os.fsdecode(k), os.fsdecode(v)) for k, v in raw.items()))
+        _environ_seen = (dict(raw), values)
+    return values
+
+
 def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
     """Every secret value known now, longest first (so a secret containing another is masked whole)."""
     with _lock:
-        values = _values(os.environ if environ is None else environ) | _registered
+        values = (_environ_values() if environ is None else _values(environ)) | _registered
     return sorted(values, key=len, reverse=True)
 
 

@@ -15,6 +15,7 @@ from plait.git.repo import Git, GitError
 
 # Beyond this many files a conflict message lists the first ones and a count.
 SHOWN_FILES = 8
+MERGES_KEPT = 256  # outcomes a Chain keeps for another sharing its `merges`
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,10 @@ class MergeResult:
     @property
     def ok(self) -> bool:
         return self.conflict is None
+
+
+# (a chain's tree, the head's starts, the head) -> the outcome of merging the head through a stand-in
+Merges = dict[tuple[str, tuple[str, ...], str], MergeOutcome]
 
 
 def merge_tree(git: Git, ours: str, theirs: str) -> MergeOutcome:
@@ -112,14 +117,19 @@ class Chain:
     with a stand-in instead: a commit of the chain's tree whose parents are those starts. The head's
     common ancestors with it are the ones it has with the chain (everything else the chain holds is in
     no ancestor of the head), so the merge is the same, found in a few steps.
+
+    A merge through a stand-in depends only on the chain's tree, the starts and the head, so chains that share
+    `merges` (the conflict radar and the integration's, which often merge the same head on the same tree) make
+    each such merge once; the other takes its outcome and makes only its own merge commit.
     """
 
-    def __init__(self, git: Git, start: str, message: str) -> None:
+    def __init__(self, git: Git, start: str, message: str, merges: Merges | None = None) -> None:
         self.git, self.commit, self.message = git, start, message
         self.merged: list[tuple[str, str]] = []  # (name, sha), in merge order
         self.inside = {start}
         self.made = False  # `commit` is a merge commit made here
         self.tree: str | None = None  # its tree, when made
+        self.merges: Merges = merges if merges is not None else {}
 
     def add(self, name: str, sha: str, starts: Sequence[str] = ()) -> Conflict | None:
         """Merge one head into the chain, or the conflict that keeps it out (the chain does not move)."""
@@ -129,10 +139,7 @@ class Chain:
         elif not self.made and git.is_ancestor(self.commit, sha):
             self.commit = sha
         else:
-            ours = self.commit
-            if self.tree is not None and starts and all(s in self.inside for s in starts):
-                ours = commit_tree(git, self.tree, list(dict.fromkeys(starts)), "stand-in for the merge so far")
-            outcome = merge_tree(git, ours, sha)
+            outcome = self._merge(sha, starts)
             if outcome.tree is None:
                 partners = tuple(n for n, s in self.merged if would_conflict(git, s, sha))
                 return Conflict(name, sha, outcome.conflicts, partners)
@@ -141,6 +148,20 @@ class Chain:
         self.merged.append((name, sha))
         self.inside.add(sha)
         return None
+
+    def _merge(self, sha: str, starts: Sequence[str]) -> MergeOutcome:
+        if self.tree is None or not starts or not all(s in self.inside for s in starts):
+            return merge_tree(self.git, self.commit, sha)
+        parents = tuple(dict.fromkeys(starts))
+        key = (self.tree, parents, sha)
+        known = self.merges.pop(key, None)  # the other chain's; neither asks for it again
+        if known is not None:
+            return known
+        stand_in = commit_tree(self.git, self.tree, list(parents), "stand-in for the merge so far")
+        outcome = self.merges[key] = merge_tree(self.git, stand_in, sha)
+        while len(self.merges) > MERGES_KEPT:
+            del self.merges[next(iter(self.merges))]  # the oldest: the other chain has gone past it
+        return outcome
 
 
 def merge_commits(git: Git, base: str, heads: Sequence[tuple[str, str]], message: str) -> MergeResult:

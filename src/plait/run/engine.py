@@ -82,7 +82,8 @@ class Engine:
         self.attempts: dict[str, int] = {}  # attempt numbers continue across resumes
         self.tries: dict[str, int] = {}  # attempts started by this process: what the retry limit counts
         self.resumable: dict[str, tuple[str, str]] = {}  # task -> (agent session, worktree base)
-        self.radar = merge.Chain(ctx.git, ctx.base_sha, "radar")  # every finished task that merges, in order
+        merges: merge.Merges = {}  # the radar's and the integration's merges: often the same head on the same tree
+        self.radar = merge.Chain(ctx.git, ctx.base_sha, "radar", merges)  # every finished task that merges, in order
         self.radar_left_out: set[str] = set()  # finished tasks the radar found in conflict
         # The radar and the integration's merge advance on a thread of their own as tasks finish (in the order
         # they finish), so the loop starts the next task at once and the run's end has little left to merge.
@@ -91,7 +92,7 @@ class Engine:
         self.merging: list[tuple[str, bool, Future[list[dict[str, Any]]]]] = []
         self.radar_seen: dict[str, str] = {}  # the merger's own: what finished before, for a conflict's partners
         self.order = graph.topological_order({t.id: list(t.needs) for t in plan.tasks})  # the integration's
-        self.weave = integrate.Weave(ctx, self.order)
+        self.weave = integrate.Weave(ctx, self.order, merges)
         self.woven: dict[str, str] = {}  # the merger's copy of `commits`
         self.spent = 0.0
         self.stopped_for_budget = False

@@ -89,10 +89,11 @@ class Weave:
     run's end only what finished last is left to merge. A conflict stops it there: the integration's resolver
     takes over (`merge_all`). Same order, same merges, same commits as merging everything at the end."""
 
-    def __init__(self, ctx: RunContext, order: list[str]) -> None:
+    def __init__(self, ctx: RunContext, order: list[str], merges: merge.Merges | None = None) -> None:
         self.ctx, self.order = ctx, order
         self.message = f"[plait {ctx.paths.run_id}] integrate"
-        self.chain = merge.Chain(ctx.git, ctx.base_sha, self.message)
+        self.merges: merge.Merges = merges if merges is not None else {}  # shared with the conflict radar
+        self.chain = merge.Chain(ctx.git, ctx.base_sha, self.message, self.merges)
         self.next = 0  # order[next] is the next to merge
         self.merged: list[str] = []  # what the integration report lists, in merge order
         self.conflict: merge.Conflict | None = None
@@ -112,7 +113,7 @@ class Weave:
 
     def resolved(self, commit: str, name: str) -> None:
         """A resolver merged the conflicting task: go on from its commit."""
-        self.chain = merge.Chain(self.ctx.git, commit, self.message)
+        self.chain = merge.Chain(self.ctx.git, commit, self.message, self.merges)
         self.merged.append(name)
         self.conflict = None
         self.next += 1

@@ -64,9 +64,11 @@ def _can_unshare_pid() -> bool:
 # What `python -m plait.sandbox` does, but with plait imported from where the caller imported it,
 # isolated (-I): the agent's environment (PYTHONPATH) and working directory (a workspace the agent
 # wrote, maybe holding a `plait` package) must not choose the launcher's code; and where plait was
-# found through PYTHONPATH or the user site, -m would not find it at all. The launcher needs only
-# kernel, landlock and __main__: an empty stand-in for this package keeps this module's imports
-# (dataclasses and pathlib, slower than Python's own start) out of every agent's start.
+# found through PYTHONPATH or the user site, -m would not find it at all. Without `site` (-S): the
+# launcher needs the standard library and this root only, and `site` (with the .pth files of the
+# venv's packages) was a fifth of its start. The launcher needs only kernel, landlock and __main__:
+# an empty stand-in for this package keeps this module's imports (dataclasses and pathlib, slower
+# than Python's own start) out of every agent's start.
 _BOOTSTRAP = """import sys
 root = sys.argv.pop(1)
 sys.path.insert(0, root)
@@ -84,7 +86,7 @@ def launcher_argv(confinement: Confinement, lifeline_fd: int) -> list[str]:
     has ended: EOF on it means the caller is gone, and the launcher then ends the whole tree.
     """
     import_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    argv = [sys.executable, "-I", "-c", _BOOTSTRAP, import_root, "--lifeline", str(lifeline_fd)]
+    argv = [sys.executable, "-I", "-S", "-c", _BOOTSTRAP, import_root, "--lifeline", str(lifeline_fd)]
     for path in confinement.writable:
         argv += ["--writable", os.path.abspath(path)]
     if not confinement.landlock:

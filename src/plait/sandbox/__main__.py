@@ -31,7 +31,15 @@ one line goes to stderr and the exit code is 125: the command never runs unconfi
 
 from __future__ import annotations
 
-import signal
+TYPE_CHECKING = False  # typing takes longer to import than all the rest; mypy treats this as True
+if TYPE_CHECKING:
+    import signal
+    from collections.abc import Callable
+    from typing import NoReturn
+else:
+    # The builtin behind `signal`, with the same functions and numbers: `signal` wraps them in
+    # enums, and importing `enum` took an eighth of the launcher's start.
+    import _signal as signal
 
 # First thing: an early INT/TERM is for the command, not for us.
 signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -43,11 +51,6 @@ import stat  # noqa: E402
 import sys  # noqa: E402
 
 from plait.sandbox import kernel, landlock  # noqa: E402
-
-TYPE_CHECKING = False  # typing takes longer to import than all the rest; mypy treats this as True
-if TYPE_CHECKING:
-    from collections.abc import Callable
-    from typing import NoReturn
 
 SETUP_FAILED = 125
 _RESET_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ)  # Python changes these
@@ -172,10 +175,27 @@ def spawn(argv: list[str]) -> int:
     try:
         for sig in _RESET_SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
-        os.execvp(argv[0], argv)
+        execvp(argv)
     except OSError as exc:
         print(f"plait.sandbox: cannot run {argv[0]}: {exc.strerror}", file=sys.stderr, flush=True)
     os._exit(127)
+
+
+def execvp(argv: list[str]) -> NoReturn:
+    """`os.execvp`, whose PATH search imports `warnings` (a tenth of the launcher's start). Not
+    `os.posix_spawnp`: glibc's leaves its two internal signals ignored in the command."""
+    if os.sep in argv[0]:
+        os.execv(argv[0], argv)
+    first: OSError | None = None  # as execvp: the first error that is not "no such file here", else the last
+    last: OSError = FileNotFoundError(2, os.strerror(2), argv[0])
+    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        try:
+            os.execv(os.path.join(folder, argv[0]), argv)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            last = exc
+        except OSError as exc:
+            first, last = first or exc, exc
+    raise first or last
 
 
 def wait_for(child: int, lifeline: int, teardown: Callable[[], object]) -> int:
