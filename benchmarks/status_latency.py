@@ -8,7 +8,9 @@ their model): measured once `--jobs` tasks are running. Without, once `--warmup`
 alternating this tree's code ("after") with the code of `--before` (a revision's `src/`, exported with
 `git archive` to a temporary folder: "before"). Each code runs its own run in its own repository (their
 state databases differ: the plan moved out of the run's row), both runs live at once. Then the runs are
-cancelled (or, with `--finish`, waited for) and both are measured again. Wall time per call, and CPU
+cancelled (or, with `--finish`, waited for) and both are measured again. This tree's code twice: as it
+answers a poll while nothing changed (the document it printed last, kept ready) and as it answers one after a
+change (that document removed first: built from the database). Wall time per call, and CPU
 (user + system of the child, from `getrusage(RUSAGE_CHILDREN)`); p50 and p99.
 
 Imports: wall and CPU of `python -m plait --help` and of `plait status --json` on the finished run, and
@@ -69,20 +71,26 @@ def p99(values: list[float]) -> float:
 
 
 def measure(repos: dict[str, Path], sources: dict[str, Path], repeat: int, when: str) -> None:
-    times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in sources}
+    """`repeat` calls of each code, alternating; this tree's twice: answered with the document kept ready from
+    its last call ("ready"), and with that document removed before each call, so it is built ("built")."""
+    ways = {(name, way): (repos[name], src) for name, src in sources.items()
+            for way in (("ready", "built") if name == "after" else ("",))}
+    times: dict[tuple[str, str], tuple[list[float], list[float]]] = {way: ([], []) for way in ways}
     size = 0
-    for name, src in sources.items():  # unmeasured: the first call writes the bytecode
-        plait(repos[name], src, "status", "--json")
+    for repo, src in ways.values():  # unmeasured: the first call writes the bytecode
+        plait(repo, src, "status", "--json")
     for _ in range(repeat):
-        for name, src in sources.items():
-            wall, cpu, out, _ = plait(repos[name], src, "status", "--json")
-            times[name][0].append(wall)
-            times[name][1].append(cpu)
+        for (name, way), (repo, src) in ways.items():
+            if way == "built":
+                (repo / ".git" / "plait" / "status-ready.json").unlink(missing_ok=True)
+            wall, cpu, out, _ = plait(repo, src, "status", "--json")
+            times[name, way][0].append(wall)
+            times[name, way][1].append(cpu)
             size = max(size, len(out))
-    for name, (walls, cpus) in times.items():
-        print(f"| {when} | {name} | {1000 * statistics.median(walls):.0f} ms | {1000 * p99(walls):.0f} ms "
-              f"| {1000 * statistics.median(cpus):.0f} ms | {1000 * p99(cpus):.0f} ms | {size // 1000} KB |",
-              flush=True)
+    for (name, way), (walls, cpus) in times.items():
+        print(f"| {when} | {name}{f' ({way})' if way else ''} | {1000 * statistics.median(walls):.0f} ms "
+              f"| {1000 * p99(walls):.0f} ms | {1000 * statistics.median(cpus):.0f} ms | {1000 * p99(cpus):.0f} ms "
+              f"| {size // 1000} KB |", flush=True)
 
 
 def wait_for(repo: Path, src: Path, until: str, done: int, timeout: float) -> dict[str, object]:
