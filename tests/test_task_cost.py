@@ -162,7 +162,7 @@ def test_chains_sharing_merges_merge_a_head_on_the_same_tree_once(repo: Path, mo
     g = Git.discover(repo)
     base = g.resolve_commit("HEAD")
     heads = [(n, commit_on(repo, base, {f"{n}.txt": f"{n}\n"})) for n in "abcd"]
-    merges: merge.Merges = {}
+    merges = merge.Merges()
     first, second, alone = (merge.Chain(g, base, m, shared) for m, shared in
                             (("first", merges), ("second", merges), ("alone", None)))
     calls: list[str] = []
@@ -181,7 +181,7 @@ def test_chains_sharing_merges_merge_a_head_on_the_same_tree_once(repo: Path, mo
     # a: a fast-forward; b: merged by each chain (no merge of its own yet, so no stand-in); c and d: once for both;
     # the chain alone: d a fast-forward, then c, b and a merged
     assert calls == [shas["b"], shas["b"], shas["c"], shas["d"], shas["c"], shas["b"], shas["a"]]
-    assert merges == {}  # each outcome taken once, by the other chain
+    assert len(merges) == 0  # each outcome taken once, by the other chain
     trees = {git(repo, "rev-parse", f"{c.commit}^{{tree}}") for c in (first, second, alone)}
     assert len(trees) == 1 and first.commit != second.commit
     assert git(repo, "log", "--format=%s", "-1", second.commit) == "second: merge d"

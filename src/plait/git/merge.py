@@ -8,6 +8,7 @@ nothing references them they are ordinary unreachable objects that `git gc` remo
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -63,8 +64,28 @@ class MergeResult:
         return self.conflict is None
 
 
-# (a chain's tree, the head's starts, the head) -> the outcome of merging the head through a stand-in
-Merges = dict[tuple[str, tuple[str, ...], str], MergeOutcome]
+class Merges:
+    """Outcomes of merges through a stand-in, shared by chains that often make the same one (the conflict
+    radar's and the integration's, each on a thread of its own): (a chain's tree, the head's starts, the
+    head) -> the outcome. An outcome is taken once, by the other chain; at most `kept` wait for it."""
+
+    def __init__(self, kept: int = MERGES_KEPT) -> None:
+        self.kept = kept
+        self._found: dict[tuple[str, tuple[str, ...], str], MergeOutcome] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: tuple[str, tuple[str, ...], str]) -> MergeOutcome | None:
+        with self._lock:
+            return self._found.pop(key, None)
+
+    def keep(self, key: tuple[str, tuple[str, ...], str], outcome: MergeOutcome) -> None:
+        with self._lock:
+            self._found[key] = outcome
+            while len(self._found) > self.kept:
+                del self._found[next(iter(self._found))]  # the oldest: the other chain has gone past it
+
+    def __len__(self) -> int:
+        return len(self._found)
 
 
 def merge_tree(git: Git, ours: str, theirs: str) -> MergeOutcome:
@@ -129,7 +150,7 @@ class Chain:
         self.inside = {start}
         self.made = False  # `commit` is a merge commit made here
         self.tree: str | None = None  # its tree, when made
-        self.merges: Merges = merges if merges is not None else {}
+        self.merges = merges if merges is not None else Merges()
 
     def add(self, name: str, sha: str, starts: Sequence[str] = ()) -> Conflict | None:
         """Merge one head into the chain, or the conflict that keeps it out (the chain does not move)."""
@@ -154,13 +175,12 @@ class Chain:
             return merge_tree(self.git, self.commit, sha)
         parents = tuple(dict.fromkeys(starts))
         key = (self.tree, parents, sha)
-        known = self.merges.pop(key, None)  # the other chain's; neither asks for it again
+        known = self.merges.take(key)  # the other chain's; neither asks for it again
         if known is not None:
             return known
         stand_in = commit_tree(self.git, self.tree, list(parents), "stand-in for the merge so far")
-        outcome = self.merges[key] = merge_tree(self.git, stand_in, sha)
-        while len(self.merges) > MERGES_KEPT:
-            del self.merges[next(iter(self.merges))]  # the oldest: the other chain has gone past it
+        outcome = merge_tree(self.git, stand_in, sha)
+        self.merges.keep(key, outcome)
         return outcome
 
 

@@ -82,12 +82,16 @@ class Engine:
         self.attempts: dict[str, int] = {}  # attempt numbers continue across resumes
         self.tries: dict[str, int] = {}  # attempts started by this process: what the retry limit counts
         self.resumable: dict[str, tuple[str, str]] = {}  # task -> (agent session, worktree base)
-        merges: merge.Merges = {}  # the radar's and the integration's merges: often the same head on the same tree
+        merges = merge.Merges()  # the radar's and the integration's merges: often the same head on the same tree
         self.radar = merge.Chain(ctx.git, ctx.base_sha, "radar", merges)  # every finished task that merges, in order
         self.radar_left_out: set[str] = set()  # finished tasks the radar found in conflict
         # The radar and the integration's merge advance on a thread of their own as tasks finish (in the order
         # they finish), so the loop starts the next task at once and the run's end has little left to merge.
         self.merger = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plait-merge")
+        # The radar merges on a thread of its own: with a thread for both, a fast run's last tasks waited for
+        # seconds after the last one finished (each merge is three git processes; both cores do them now).
+        self.radar_merger = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plait-radar")
+        self.weaving: list[Future[None]] = []  # the integration's merges, whose errors are the run's
         # (task, report its conflicts, the merge's future) for each finished task, in the order they finished
         self.merging: list[tuple[str, bool, Future[list[dict[str, Any]]]]] = []
         self.radar_seen: dict[str, str] = {}  # the merger's own: what finished before, for a conflict's partners
@@ -133,7 +137,7 @@ class Engine:
                 ctx_file = self.ctx.paths.task_dir(tid) / "context.json"
                 if ctx_file.exists():
                     self.contexts[tid] = json.loads(ctx_file.read_text())
-                self.merging.append((tid, False, self.merger.submit(self._merge_finished, tid, row["commit_sha"])))
+                self._merge_finished(tid, row["commit_sha"], report=False)
             elif row["state"] != TaskState.PENDING:
                 self.emit(EventKind.TASK_RESET, tid, {"was": row["state"]},
                           task={"state": TaskState.PENDING, "error": None, "review_json": None})
@@ -200,6 +204,7 @@ class Engine:
         finally:
             self.executor.shutdown(wait=True)
             self.merger.shutdown(wait=True, cancel_futures=self.cancel.is_set())
+            self.radar_merger.shutdown(wait=True, cancel_futures=self.cancel.is_set())
         self._radar_reports(wait_all=True)
         self._unreviewed()
         return self._conclude()
@@ -271,7 +276,7 @@ class Engine:
         self.contexts[tid] = json.loads(ctx_file.read_text()) if ctx_file.exists() else {}
         self.emit(EventKind.TASK_DONE, tid, {"commit": commit, "files": files},
                   task={"state": TaskState.DONE, "commit_sha": commit, "finished_at": time.time()})
-        self.merging.append((tid, True, self.merger.submit(self._merge_finished, tid, commit)))
+        self._merge_finished(tid, commit, report=True)
 
     def _failed_for_good(self, tid: str, error: str) -> None:
         self._fail(tid, error, TaskState.CANCELLED if self.cancel.is_set() else TaskState.FAILED)
@@ -358,11 +363,17 @@ class Engine:
                       task={"state": TaskState.CANCELLED, "error": f"--max-cost {limit} spent"})
 
     # -- conflict radar and the integration's merge, on the merger thread ----------------------------------
-    def _merge_finished(self, tid: str, commit: str) -> list[dict[str, Any]]:
+    def _merge_finished(self, tid: str, commit: str, report: bool) -> None:
         """A finished task: merged as far as it lets the integration's merge go, and into the radar (a dry-run
-        merge with everything finished before it), whose conflicts it returns for the loop to report."""
+        merge with everything finished before it), whose conflicts the loop reports (with `report`)."""
+        self.weaving.append(self.merger.submit(self._weave, tid, commit))
+        self.merging.append((tid, report, self.radar_merger.submit(self._radar_finished, tid, commit)))
+
+    def _weave(self, tid: str, commit: str) -> None:
         self.woven[tid] = commit
         self.weave.advance(self.woven)
+
+    def _radar_finished(self, tid: str, commit: str) -> list[dict[str, Any]]:
         found = self._radar_merge(tid, commit)
         self.radar_seen[tid] = commit
         return found
@@ -382,7 +393,12 @@ class Engine:
         return found or [{"with": "the merge of the tasks finished before it", "files": list(conflict.files)}]
 
     def _radar_reports(self, wait_all: bool) -> None:
-        """Report the radar's conflicts of the tasks merged so far (all of them, waiting, with `wait_all`)."""
+        """Report the radar's conflicts of the tasks merged so far (all of them, waiting, with `wait_all`); an
+        error of the integration's merge is raised here, on the loop's thread."""
+        while self.weaving and (wait_all or self.weaving[0].done()):
+            woven = self.weaving.pop(0)
+            if not woven.cancelled():
+                woven.result()
         while self.merging and (wait_all or self.merging[0][2].done()):
             tid, report, fut = self.merging.pop(0)
             if fut.cancelled():

@@ -92,7 +92,7 @@ class Weave:
     def __init__(self, ctx: RunContext, order: list[str], merges: merge.Merges | None = None) -> None:
         self.ctx, self.order = ctx, order
         self.message = f"[plait {ctx.paths.run_id}] integrate"
-        self.merges: merge.Merges = merges if merges is not None else {}  # shared with the conflict radar
+        self.merges = merges if merges is not None else merge.Merges()  # shared with the conflict radar
         self.chain = merge.Chain(ctx.git, ctx.base_sha, self.message, self.merges)
         self.next = 0  # order[next] is the next to merge
         self.merged: list[str] = []  # what the integration report lists, in merge order
