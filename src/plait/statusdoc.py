@@ -8,7 +8,7 @@ import os
 
 from plait import measure
 from plait.journal import ALIGNED, NOT_ALIGNED, UNKNOWN, TaskState, summarize
-from plait.status import MERGED_FILE
+from plait.status import MERGED_FILE, rows
 
 TYPE_CHECKING = False  # typing costs a status read more than this whole module; mypy treats this as True
 if TYPE_CHECKING:
@@ -103,11 +103,6 @@ def merged_context(run_dir: str) -> dict[str, Any] | None:
     found = doc.get("integration_concerns") or []
     return {"path": path, "phase": doc.get("phase"),
             "concerns": {s: sum(1 for c in found if c.get("status") == s) for s in (ALIGNED, NOT_ALIGNED, UNKNOWN)}}
-
-
-def rows(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor]
 
 
 def counts(tasks: list[dict[str, Any]]) -> dict[str, int]:
