@@ -12,6 +12,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from plait.git import objects
 from plait.git.repo import Git, GitError
 
 # Beyond this many files a conflict message lists the first ones and a count.
@@ -122,11 +123,21 @@ def commit_tree(git: Git, tree: str | None, parents: Sequence[str], message: str
     return git.run("commit-tree", "--no-gpg-sign", tree, *args, "-F", "-", input=message).strip()
 
 
+def stand_in(git: Git, tree: str, parents: Sequence[str], message: str = "stand-in for the merge so far") -> str:
+    """A commit of `tree` with `parents` for `merge-tree` to merge from (see `Chain`), or of an internal chain:
+    never named by a ref, so written straight into the object store where git's own form allows (`objects`),
+    saving a process."""
+    if git.plain_objects:
+        return objects.write_commit(git.objects_dir, tree, parents, message)
+    return commit_tree(git, tree, parents, message)
+
+
 class Chain:
     """A merge built head by head, in the order given (`merge_commits`, the integration as tasks finish).
 
     A head already contained is skipped; a head that contains everything so far is taken as is
-    (fast-forward), so a task with one dependency starts exactly at that dependency's commit.
+    (fast-forward), so a task with one dependency starts exactly at that dependency's commit; one built on
+    the chain's commit (`starts` holds it) is a fast-forward without asking git.
     Otherwise each step is a two-parent merge commit. Once the chain has made a merge commit, git is
     asked no more ancestry questions: no existing head can descend from a commit made after it, and a
     head is known to be inside when it was merged before (or is the start). Walking the growing chain
@@ -137,15 +148,18 @@ class Chain:
     the head was built on: its dependencies' commits, or the base) all in the chain already, it merges
     with a stand-in instead: a commit of the chain's tree whose parents are those starts. The head's
     common ancestors with it are the ones it has with the chain (everything else the chain holds is in
-    no ancestor of the head), so the merge is the same, found in a few steps.
+    no ancestor of the head), so the merge is the same, found in a few steps. The stand-in is written straight
+    into the object store (`stand_in`): no process.
 
     A merge through a stand-in depends only on the chain's tree, the starts and the head, so chains that share
     `merges` (the conflict radar and the integration's, which often merge the same head on the same tree) make
     each such merge once; the other takes its outcome and makes only its own merge commit.
     """
 
-    def __init__(self, git: Git, start: str, message: str, merges: Merges | None = None) -> None:
+    def __init__(self, git: Git, start: str, message: str, merges: Merges | None = None,
+                 internal: bool = False) -> None:
         self.git, self.commit, self.message = git, start, message
+        self.internal = internal  # no ref will name its commits (the conflict radar's): made like stand-ins
         self.merged: list[tuple[str, str]] = []  # (name, sha), in merge order
         self.inside = {start}
         self.made = False  # `commit` is a merge commit made here
@@ -155,16 +169,17 @@ class Chain:
     def add(self, name: str, sha: str, starts: Sequence[str] = ()) -> Conflict | None:
         """Merge one head into the chain, or the conflict that keeps it out (the chain does not move)."""
         git = self.git
-        if sha in self.inside or (not self.made and git.is_ancestor(sha, self.commit)):
-            pass
-        elif not self.made and git.is_ancestor(self.commit, sha):
+        if sha in self.inside or (not self.made and self.commit not in starts and git.is_ancestor(sha, self.commit)):
+            pass  # (a head built on the chain's commit is no ancestor of it, unless it is that commit)
+        elif not self.made and (self.commit in starts or git.is_ancestor(self.commit, sha)):
             self.commit = sha
         else:
             outcome = self._merge(sha, starts)
             if outcome.tree is None:
                 partners = tuple(n for n, s in self.merged if would_conflict(git, s, sha))
                 return Conflict(name, sha, outcome.conflicts, partners)
-            self.commit = commit_tree(git, outcome.tree, [self.commit, sha], f"{self.message}: merge {name}")
+            commit = stand_in if self.internal else commit_tree
+            self.commit = commit(git, outcome.tree, [self.commit, sha], f"{self.message}: merge {name}")
             self.made, self.tree = True, outcome.tree
         self.merged.append((name, sha))
         self.inside.add(sha)
@@ -178,8 +193,7 @@ class Chain:
         known = self.merges.take(key)  # the other chain's; neither asks for it again
         if known is not None:
             return known
-        stand_in = commit_tree(self.git, self.tree, list(parents), "stand-in for the merge so far")
-        outcome = merge_tree(self.git, stand_in, sha)
+        outcome = merge_tree(self.git, stand_in(self.git, self.tree, parents), sha)
         self.merges.keep(key, outcome)
         return outcome
 

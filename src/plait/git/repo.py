@@ -16,7 +16,7 @@ import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
@@ -125,6 +125,20 @@ class Git:
     @property
     def objects_dir(self) -> Path:
         return self.common_dir / "objects"
+
+    @cached_property
+    def plain_objects(self) -> bool:
+        """Whether plait may write a loose object itself (`plait.git.objects`) in the form git writes it: a
+        SHA-1 repository (no other `extensions.objectFormat`, no `compatObjectFormat` git keeps a map for)
+        with git's default file modes (no `core.sharedRepository`). One `git config`, once."""
+        done = self.try_run("config", "-z", "--get-regexp",
+                            r"^(extensions\.(compat)?objectformat|core\.sharedrepository)$")
+        if done.returncode not in (0, 1):  # 1: none of them set
+            return False
+        found = {key: value for key, _, value in (item.partition("\n") for item in done.stdout.split("\0")) if key}
+        return (found.get("extensions.objectformat", "sha1").lower() == "sha1"
+                and "extensions.compatobjectformat" not in found
+                and found.get("core.sharedrepository", "umask").lower() in ("umask", "false", "no", "off", "0"))
 
     def __repr__(self) -> str:
         return f"Git({str(self.root)!r})"

@@ -83,7 +83,8 @@ class Engine:
         self.tries: dict[str, int] = {}  # attempts started by this process: what the retry limit counts
         self.resumable: dict[str, tuple[str, str]] = {}  # task -> (agent session, worktree base)
         merges = merge.Merges()  # the radar's and the integration's merges: often the same head on the same tree
-        self.radar = merge.Chain(ctx.git, ctx.base_sha, "radar", merges)  # every finished task that merges, in order
+        # Every finished task that merges, in order; no ref names its commits.
+        self.radar = merge.Chain(ctx.git, ctx.base_sha, "radar", merges, internal=True)
         self.radar_left_out: set[str] = set()  # finished tasks the radar found in conflict
         # The radar and the integration's merge advance on a thread of their own as tasks finish (in the order
         # they finish), so the loop starts the next task at once and the run's end has little left to merge.
