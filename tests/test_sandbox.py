@@ -29,6 +29,7 @@ import pytest
 
 from conftest import IN_CI
 from plait import proc, sandbox
+from plait.sandbox import client
 
 SRC = Path(sandbox.__file__).resolve().parents[2]
 NOBODY = 65534
@@ -39,8 +40,10 @@ DRIVER = r"""
 import dataclasses, json, logging, os, sys, threading, time
 from pathlib import Path
 from plait import proc, sandbox
+from plait.sandbox import client
 
 job = json.loads(sys.argv[1])
+client.ENABLED = job["server"]
 steps = []
 class Steps(logging.Handler):
     def emit(self, record):
@@ -93,7 +96,8 @@ class Area:
 
     uid: int
     base: Path
-    token: str  # in the command line of every process a case starts
+    token: str  # in the command line of every process a case starts (but the launcher forked by the server)
+    server: bool  # the launcher forked by the launch server, or started as a process of its own
 
     @property
     def work(self) -> Path:
@@ -117,7 +121,7 @@ class Area:
                "TOKEN": self.token, "PY": python, "TMPDIR": str(self.work)}
         # The literal token, so that the launcher and the shell carry it too.
         job = {"script": script.replace("$TOKEN", self.token), "cwd": str(self.work), "env": env, "landlock": landlock,
-               "pid_namespace": pid_namespace, "cancel_when": cancel_when,
+               "pid_namespace": pid_namespace, "cancel_when": cancel_when, "server": self.server,
                "stderr_path": str(stderr_path) if stderr_path else "",
                "writable": [str(p) for p in (writable if writable is not None else (self.work,))]}
         prefix = AS_NOBODY if self.uid == NOBODY and os.geteuid() != NOBODY else []
@@ -132,7 +136,9 @@ class Area:
         return result
 
 
-@pytest.fixture(params=["self", "nobody"])
+# Each case as the user, through the launch server and through a launcher started on its own; as nobody,
+# through the server.
+@pytest.fixture(params=["self", "self-exec", "nobody"])
 def area(request: pytest.FixtureRequest) -> Iterator[Area]:
     uid = os.geteuid()
     if request.param == "nobody":
@@ -153,7 +159,8 @@ def area(request: pytest.FixtureRequest) -> Iterator[Area]:
         for name in ("existing.txt", "to-move.txt"):
             (base / "outside" / name).write_text("original\n")
             os.chown(base / "outside" / name, uid, uid)
-        yield Area(uid, base, f"0.{random.randrange(10**8, 10**9)}")  # a valid extra `sleep` argument
+        # The token is a valid extra `sleep` argument.
+        yield Area(uid, base, f"0.{random.randrange(10**8, 10**9)}", server=request.param != "self-exec")
     finally:
         shutil.rmtree(base)
 
@@ -176,6 +183,25 @@ def processes_with(token: str) -> list[int]:
                     found.append(int(entry.name))
             except OSError:
                 continue
+    return found
+
+
+def command_line(pid: int) -> bytes:
+    """A live process's command line; b"" once it has ended."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def children(parent: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                found.append(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
     return found
 
 
@@ -355,11 +381,14 @@ def test_plait_killed_ends_the_whole_tree(area: Area, pid_namespace: bool) -> No
     script = "setsid nohup sleep 300 $TOKEN >/dev/null 2>&1 &\nsleep 300 $TOKEN &\nwait"
     driver = area.drive(script, pid_namespace=pid_namespace)
     try:
-        # The driver, the launcher, (init,) the shell and both sleepers.
-        wait_for(lambda: len(processes_with(area.token)) >= 5, "the command to start")
+        wait_for(lambda: sum(command_line(pid).startswith(b"sleep") for pid in processes_with(area.token)) == 2,
+                 "the command to start")
+        servers = [pid for pid in children(driver.pid) if b"plait.sandbox.server" in command_line(pid)]
+        assert len(servers) == (1 if area.server else 0)
         driver.send_signal(signal.SIGKILL)
         driver.wait(timeout=600)
         assert_all_gone(area)
+        wait_for(lambda: not any(command_line(pid) for pid in servers), "the launch server to end")
     finally:
         driver.kill()
         driver.communicate()
@@ -405,3 +434,33 @@ def test_support_is_probed_once_and_says_why_not() -> None:
     assert argv[0] == sys.executable and argv[-1] == "--"
     assert ["--writable", os.path.abspath("rel")] == argv[argv.index("--writable"):][:2]
     assert "--no-landlock" in argv and argv[argv.index("--lifeline"):][:2] == ["--lifeline", "9"]
+
+
+def test_through_the_server_streams_codes_and_descriptors_are_as_popen_gives_them(tmp_path: Path) -> None:
+    confine = sandbox.Confinement((tmp_path,))
+    big = b"".join(b"%07d\n" % i for i in range(200_000))  # 1.6 MB each way: more than a pipe holds
+    done = proc.run(["sh", "-c", "cat; echo to-err >&2; exit 3"], input=big, confine=confine, cwd=tmp_path)
+    assert done.returncode == 3 and done.stdout.encode() == big and done.stderr == "to-err\n"
+    # Only stdin, stdout and stderr reach the command (`ls` opens the folder it lists as 3).
+    done = proc.run(["sh", "-c", "ls /proc/$$/fd"], confine=confine, cwd=tmp_path, env={"PATH": PATH})
+    assert done.stdout.split() == ["0", "1", "2"], done
+    log = tmp_path / "log"
+    done = proc.run("echo $PLAIT_PROBE; pwd; echo err >&2", shell=True, confine=confine, cwd=tmp_path,
+                    env={"PATH": PATH, "PLAIT_PROBE": "from-the-request"}, stdout_path=log, stderr_path=log)
+    assert done.ok and log.read_text().split() == ["from-the-request", str(tmp_path), "err"]
+    with pytest.raises(FileNotFoundError):
+        proc.run(["true"], confine=confine, cwd=tmp_path / "missing")
+
+
+def test_one_server_serves_a_process_and_a_lost_one_is_replaced(tmp_path: Path) -> None:
+    confine = sandbox.Confinement((tmp_path,))
+    assert proc.run(["true"], confine=confine).ok
+    server = client._server
+    assert server is not None and proc.run(["true"], confine=confine).ok and client._server is server
+    server.process.kill()
+    server.process.wait()
+    # The request that finds it gone starts a launcher of its own; the next one has a new server.
+    assert proc.run(["sh", "-c", "exit 4"], confine=confine).returncode == 4
+    assert proc.run(["true"], confine=confine).ok
+    assert client._server is not None and client._server is not server
+    assert client._server.process.poll() is None

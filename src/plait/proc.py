@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from plait import sandbox
+from plait.sandbox import client
 
 log = logging.getLogger("plait.proc")
 
@@ -44,7 +45,7 @@ class Completed:
         return self.returncode == 0 and not self.timed_out and not self.stalled
 
 
-def stop_group(proc: subprocess.Popen[bytes], grace: Sequence[float] | None = None) -> int:
+def stop_group(proc: subprocess.Popen[bytes] | client.Launched, grace: Sequence[float] | None = None) -> int:
     """Stop a child and its process group: INT -> TERM -> KILL (grace: STOP_GRACE_SECONDS, read when
     called). Returns the exit code."""
     grace = STOP_GRACE_SECONDS if grace is None else grace
@@ -117,22 +118,30 @@ def run(
     same = stderr_path is not None and stderr_path == stdout_path
     err_file = open(stderr_path, "wb") if stderr_path and not same else None  # noqa: SIM115 - closed below
     lifeline: tuple[int, int] | None = None
-    if confine is not None:
-        lifeline = os.pipe()
-        args = [*sandbox.launcher_argv(confine, lifeline[0]), *(["/bin/sh", "-c", argv] if shell else shown)]
+    command = ["/bin/sh", "-c", str(argv)] if shell else list(shown)  # what the launcher runs
     start = time.monotonic()
     try:
-        proc = subprocess.Popen(
-            args,
-            cwd=cwd,
-            env=dict(env) if env is not None else None,
-            shell=shell and confine is None,
-            pass_fds=lifeline[:1] if lifeline else (),
-            stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
-            stdout=out_file or subprocess.PIPE,
-            stderr=subprocess.STDOUT if same else err_file or subprocess.PIPE,
-            start_new_session=True,
-        )
+        proc: subprocess.Popen[bytes] | client.Launched | None = None
+        if confine is not None:
+            lifeline = os.pipe()
+            proc = client.start(command, confine, cwd=cwd, env=env, stdin=data is not None,
+                                stdout=out_file.fileno() if out_file else None,
+                                stderr=client.STDOUT if same else err_file.fileno() if err_file else None,
+                                lifeline=lifeline[0])
+            if proc is None:  # no launch server here: the launcher starts as a process of its own
+                args = [*sandbox.launcher_argv(confine, lifeline[0]), *command]
+        if proc is None:
+            proc = subprocess.Popen(
+                args,
+                cwd=cwd,
+                env=dict(env) if env is not None else None,
+                shell=shell and confine is None,
+                pass_fds=lifeline[:1] if lifeline else (),
+                stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
+                stdout=out_file or subprocess.PIPE,
+                stderr=subprocess.STDOUT if same else err_file or subprocess.PIPE,
+                start_new_session=True,
+            )
     except OSError:
         for f in (out_file, err_file):
             if f:

@@ -1,8 +1,8 @@
 """Kernel-enforced confinement of an agent's whole process tree.
 
-`proc.run(..., confine=Confinement(...))` starts the command through `python -m plait.sandbox`
-(see `__main__` for what it does and what holds where). This module is imported by that launcher,
-so it imports nothing heavy.
+`proc.run(..., confine=Confinement(...))` starts the command through the launcher, `python -m
+plait.sandbox` (see `__main__` for what it does and what holds where), forked by the launch server
+(`server`, driven by `client`) or, where that server cannot run, started as a process of its own.
 """
 
 from __future__ import annotations
@@ -68,15 +68,35 @@ def _can_unshare_pid() -> bool:
 # launcher needs the standard library and this root only, and `site` (with the .pth files of the
 # venv's packages) was a fifth of its start. The launcher needs only kernel, landlock and __main__:
 # an empty stand-in for this package keeps this module's imports (dataclasses and pathlib, slower
-# than Python's own start) out of every agent's start.
+# than Python's own start) out of every agent's start. The launch server (`server`) starts the same way.
 _BOOTSTRAP = """import sys
 root = sys.argv.pop(1)
 sys.path.insert(0, root)
 package = type(sys)("plait.sandbox")
 package.__path__ = [root + "/plait/sandbox"]
 sys.modules["plait.sandbox"] = package
-from plait.sandbox.__main__ import main
+from plait.sandbox.{module} import main
 main()"""
+
+
+def python_argv(module: str) -> list[str]:
+    """The command line that runs `main()` of `plait.sandbox.<module>` (`__main__`: the launcher,
+    `server`: the launch server) as described above; the caller appends its arguments."""
+    import_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return [sys.executable, "-I", "-S", "-c", _BOOTSTRAP.format(module=module), import_root]
+
+
+def launcher_args(confinement: Confinement) -> list[str]:
+    """The launcher's options for `confinement`, up to and including the `--` before the command
+    (all but `--lifeline`)."""
+    args = []
+    for path in confinement.writable:
+        args += ["--writable", os.path.abspath(path)]
+    if not confinement.landlock:
+        args.append("--no-landlock")
+    if not support().pid_namespace:
+        args.append("--no-pid-namespace")
+    return [*args, "--"]
 
 
 def launcher_argv(confinement: Confinement, lifeline_fd: int) -> list[str]:
@@ -85,15 +105,7 @@ def launcher_argv(confinement: Confinement, lifeline_fd: int) -> list[str]:
     `lifeline_fd` is the read end of a pipe whose write end the caller holds until the command
     has ended: EOF on it means the caller is gone, and the launcher then ends the whole tree.
     """
-    import_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    argv = [sys.executable, "-I", "-S", "-c", _BOOTSTRAP, import_root, "--lifeline", str(lifeline_fd)]
-    for path in confinement.writable:
-        argv += ["--writable", os.path.abspath(path)]
-    if not confinement.landlock:
-        argv.append("--no-landlock")
-    if not support().pid_namespace:
-        argv.append("--no-pid-namespace")
-    return [*argv, "--"]
+    return [*python_argv("__main__"), "--lifeline", str(lifeline_fd), *launcher_args(confinement)]
 
 
 def check_executable(program: str, env: Mapping[str, str] | None, cwd: str | Path | None) -> None:

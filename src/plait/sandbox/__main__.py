@@ -86,7 +86,11 @@ def fail(message: str) -> NoReturn:
 
 
 def main() -> NoReturn:
-    opts = Options(sys.argv[1:])
+    launch(Options(sys.argv[1:]))
+
+
+def launch(opts: Options) -> NoReturn:
+    """Be the launcher for `opts`: also what a child of the launch server (`server`) becomes."""
     if opts.lifeline >= 0:
         os.set_inheritable(opts.lifeline, False)  # the command must not hold it
     pid_namespace, mount_namespace = False, False
