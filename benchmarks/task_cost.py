@@ -3,13 +3,16 @@
 A generated repository of `--files` files (~100 bytes each, nested folders, one commit) and a plan of `--tasks`
 independent tasks of the `script` agent (each writes one new file; verify `true`; integration verify `true`),
 run with `plait run --jobs 8` as a child process, once per task count, for each source tree: this tree ("after")
-and `--before REV` (that revision's `src/`, exported with `git archive`: "before"), alternating. Per run:
+and `--before REV` (that revision's `src/`, exported with `git archive`: "before"), alternating. Each run is in a
+fresh repository ("cold": no work tree kept from an earlier run); with `--warm`, a warm-up run of 8 other tasks
+(`--jobs 8`, its own plan) comes first in the same repository, unmeasured, so the measured run starts with the work
+trees it kept ("warm": what a user's second run of a repository gets). Per run:
 
 - wall time, CPU (user + system of the run and every process it waited for, from `wait4`), CPU per task;
 - peak RSS (the largest process of the run);
 - the integration tail: from the last task's `task.done` to `run.finished`, and its share of the run;
-- workspaces held: checkouts (attempt folders holding a `tree/`) present at once, sampled every second, at most;
-  times the size of one checkout = disk held.
+- workspaces held: checkouts (attempt folders holding a `tree/`, and work trees kept for reuse) present at once,
+  sampled every second, at most; times the size of one checkout = disk held; work trees kept after the run.
 
 `--count-git N`: one more run of N tasks per source with a `git` on PATH that logs every invocation: git
 processes per task, by subcommand.
@@ -24,7 +27,7 @@ check the base out into a folder of its own (`read-tree -u` with its own index),
 (`merge-tree --write-tree` + `commit-tree` each), delete the folder: 9 git processes per task.
 
 Run: .venv/bin/python -m benchmarks.task_cost [--tasks 100,250,500,1000] [--files 1000] [--before d6e1f9a]
-     [--count-git 100] [--script 100] [--launches 100]
+     [--warm] [--count-git 100] [--script 100] [--launches 100]
 """
 
 from __future__ import annotations
@@ -48,9 +51,16 @@ def checkouts(workspaces: Path) -> int:
     """Attempt folders that hold a work tree now."""
     found = 0
     for run in (run for repo in _dirs(workspaces) for run in _dirs(repo)):
+        if run.name == "_spare":  # work trees kept for the next workspaces, this run's or a later one's
+            found += kept(run)
+            continue
         for task in _dirs(run):
             found += sum(1 for a in _dirs(task) if (a / "tree").is_dir())
     return found
+
+
+def kept(spares: Path) -> int:
+    return sum(1 for s in _dirs(spares) if not s.name.startswith(".") and (s / "tree").is_dir())
 
 
 def _dirs(folder: Path) -> list[Path]:
@@ -65,13 +75,39 @@ def tree_bytes(tree: Path) -> int:
                for f in fs)
 
 
-def run_plait(src: Path, files: int, tasks: int, shim: Path | None = None) -> dict[str, float]:
+WARM_UP = 8  # tasks of the warm-up run, with --jobs 8: it leaves the work trees of 8 jobs
+
+
+def warm_up(repo: Path, env: dict[str, str]) -> None:
+    """An unmeasured run of WARM_UP other tasks (its own plan, outside the repository) in `repo`."""
+    lines = ["plait: 1", "name: warm-up", "defaults: {agent: script, verify: 'true'}", "integration: {verify: 'true'}",
+             "tasks:"]
+    for i in range(WARM_UP):
+        lines += [f"  - id: w{i}", f"    title: Warm-up {i}", f"    prompt: write warm/f{i}.txt",
+                  f"    files: [warm/f{i}.txt]", f"    script: {{write: {{warm/f{i}.txt: '{i}'}}}}"]
+    plan = repo.parent / "warm-up.yaml"
+    plan.write_text("\n".join(lines) + "\n")
+    done = subprocess.run([sys.executable, "-m", "plait", "run", str(plan), "--jobs", "8"], cwd=repo, env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if done.returncode != 0:
+        raise RuntimeError(f"the warm-up run failed ({done.returncode}): {done.stderr.decode()[-800:]}")
+
+
+def run_plait(src: Path, files: int, tasks: int, shim: Path | None = None, warm: bool = False) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="plait-cost-") as tmp:
         plan = make_repo(Path(tmp) / "repo", files, tasks, "task-cost")
         cache = Path(tmp) / "cache"
         env = {**ENV, "PYTHONPATH": str(src), "XDG_CACHE_HOME": str(cache)}
         if shim is not None:
             env["PATH"] = f"{shim}:{env['PATH']}"
+        if warm:
+            warm_up(plan.parent, env)
+        spares = [s for repo in _dirs(cache / "plait" / "workspaces") for s in _dirs(repo) if s.name == "_spare"]
+        kept_before = sum(kept(s) for s in spares)
+        db = sqlite3.connect(plan.parent / ".git" / "plait" / "state.db") if warm else None
+        earlier = {row[0] for row in db.execute("SELECT id FROM runs")} if db else set()
+        if db:
+            db.close()
         peak, stop = [0], threading.Event()
 
         def sample() -> None:
@@ -91,10 +127,13 @@ def run_plait(src: Path, files: int, tasks: int, shim: Path | None = None) -> di
         stop.set()
         sampler.join()
         db = sqlite3.connect(plan.parent / ".git" / "plait" / "state.db")
+        (run_id,) = {row[0] for row in db.execute("SELECT id FROM runs")} - earlier
         ts = {kind: (lo, hi) for kind, lo, hi in
-              db.execute("SELECT kind, min(ts), max(ts) FROM events GROUP BY kind")}
-        failed = db.execute("SELECT count(*) FROM events WHERE kind='task.failed'").fetchone()[0]
+              db.execute("SELECT kind, min(ts), max(ts) FROM events WHERE run_id=? GROUP BY kind", (run_id,))}
+        failed = db.execute("SELECT count(*) FROM events WHERE kind='task.failed' AND run_id=?",
+                            (run_id,)).fetchone()[0]
         db.close()
+        spares = [s for repo in _dirs(cache / "plait" / "workspaces") for s in _dirs(repo) if s.name == "_spare"]
         if child.returncode != 0 and not failed:
             raise RuntimeError(f"plait run failed ({child.returncode}): {err.decode()[-800:]}")
         run_start, run_end = ts["run.started"][0], ts["run.finished"][1]
@@ -103,7 +142,7 @@ def run_plait(src: Path, files: int, tasks: int, shim: Path | None = None) -> di
         return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss": usage.ru_maxrss / 1024,
                 "tail": tail if not failed else float("nan"), "tail_share": tail / (run_end - run_start)
                 if not failed else float("nan"), "held": peak[0], "tree_mb": tree_bytes(plan.parent) / 2**20,
-                "failed": failed}
+                "failed": failed, "kept_before": kept_before, "kept_after": sum(kept(s) for s in spares)}
 
 
 def git_shim(folder: Path, log: Path) -> Path:
@@ -126,28 +165,53 @@ def count_git(src: Path, files: int, tasks: int) -> collections.Counter[str]:
 
 
 # Run with the source's plait on sys.path: CPU ms per confined `true`, then per direct `true`.
-_LAUNCHES = """import resource, sys, tempfile
+_LAUNCHES = """import os, resource, statistics, sys, tempfile
 from plait import proc
 from plait.sandbox import Confinement
+try:
+    from plait.sandbox import client
+except ImportError:  # a tree from before the launch server
+    client = None
+
+def server_cpu():
+    # The launch server is reaped only at exit: its CPU and its children's, read from /proc meanwhile.
+    server = client and client._server
+    if server is None:
+        return 0.0
+    with open(f"/proc/{server.process.pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 def cpu():
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return kids.ru_utime + kids.ru_stime
+    return kids.ru_utime + kids.ru_stime + server_cpu()
 
+n = int(sys.argv[1])
+ways = {"server": True, "own": False, "direct": None}
+found = {way: [] for way in ways}
 with tempfile.TemporaryDirectory() as writable:
-    for how in (Confinement((writable,)), None):
-        before = cpu()
-        for _ in range(int(sys.argv[1])):
-            assert proc.run(["true"], confine=how).ok
-        print(1000 * (cpu() - before) / int(sys.argv[1]))
+    for _ in range(3):
+        for way, server in ways.items():
+            if way == "server" and client is None:
+                found[way].append(float("nan"))
+                continue
+            if client is not None:
+                client.ENABLED = bool(server)
+            how = None if server is None else Confinement((writable,))
+            before = cpu()
+            for _ in range(n):
+                assert proc.run(["true"], confine=how).ok
+            found[way].append(1000 * (cpu() - before) / n)
+print(*(statistics.median(found[way]) for way in ways))
 """
 
 
-def launches(src: Path, n: int) -> tuple[float, float]:
-    """CPU ms per `true` started through the sandbox launcher, and started directly."""
+def launches(src: Path, n: int) -> tuple[float, float, float]:
+    """CPU ms per `true` started through the sandbox launcher forked by the launch server, started as a process
+    of its own, and started directly (no sandbox); medians of 3 rounds of `n`, the three ways alternating."""
     out = subprocess.run([sys.executable, "-c", _LAUNCHES, str(n)], env={**ENV, "PYTHONPATH": str(src)},
                          check=True, capture_output=True, text=True).stdout.split()
-    return float(out[0]), float(out[1])
+    return float(out[0]), float(out[1]), float(out[2])
 
 
 def script_round(files: int, tasks: int, recycle: bool) -> float:
@@ -191,6 +255,8 @@ def main() -> None:
     parser.add_argument("--before", default="d6e1f9a", help="a revision, or '' for this tree only")
     parser.add_argument("--only", choices=("before", "after"), help="run one of the two source trees")
     parser.add_argument("--after", default=str(ROOT / "src"), help="the source tree measured as 'after'")
+    parser.add_argument("--warm", action="store_true",
+                        help="measure each run after a warm-up run in the same repository (default: cold)")
     parser.add_argument("--count-git", type=int, default=0, metavar="TASKS")
     parser.add_argument("--script", type=int, default=0, metavar="TASKS", help="hand-written script's CPU per task")
     parser.add_argument("--launches", type=int, default=0, metavar="N", help="the sandbox launcher's CPU per command")
@@ -207,25 +273,27 @@ def main() -> None:
                   f"{1000 * script_round(args.files, args.script, recycle):.0f} ms CPU per task", flush=True)
         for name, src in sources.items():
             if args.launches:
-                confined, direct = launches(src, args.launches)
-                print(f"{name}: `true` through the sandbox launcher {confined:.1f} ms CPU, directly {direct:.1f} ms",
-                      flush=True)
+                served, own, direct = launches(src, args.launches)
+                print(f"{name}: `true` through the sandbox launcher forked by the launch server {served:.1f} ms CPU, "
+                      f"a launcher of its own {own:.1f} ms, directly {direct:.1f} ms", flush=True)
             if args.count_git:
                 counts = count_git(src, args.files, args.count_git)
                 per = {k: round(v / args.count_git, 2) for k, v in counts.most_common()}
                 print(f"{name}: {sum(counts.values()) / args.count_git:.1f} git processes per task: {per}", flush=True)
         if not args.tasks:
             return
-        print("| files | tasks | code | wall | CPU | CPU per task | peak RSS | integration tail | tail share "
-              "| checkouts held (peak) | disk held |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        start = "warm" if args.warm else "cold"
+        print(f"start: {start} ({'after a warm-up run of the same repository' if args.warm else 'a fresh repository'})")
+        print("| files | tasks | code | start (trees kept before) | wall | CPU | CPU per task | peak RSS "
+              "| integration tail | tail share | checkouts held (peak) | disk held | trees kept after |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for n in (int(t) for t in args.tasks.split(",")):
             for name, src in sources.items():
-                r = run_plait(src, args.files, n)
-                print(f"| {args.files} | {n} | {name} | {r['wall']:.1f} s | {r['cpu']:.1f} s | "
-                      f"{1000 * r['cpu'] / n:.0f} ms | {r['rss']:.0f} MB | {r['tail']:.1f} s | "
-                      f"{100 * r['tail_share']:.1f} % | {r['held']:.0f} | {r['held'] * r['tree_mb']:.0f} MB |"
-                      + (f" {r['failed']} task(s) failed" if r["failed"] else ""), flush=True)
+                r = run_plait(src, args.files, n, warm=args.warm)
+                print(f"| {args.files} | {n} | {name} | {start} ({r['kept_before']}) | {r['wall']:.1f} s | "
+                      f"{r['cpu']:.1f} s | {1000 * r['cpu'] / n:.0f} ms | {r['rss']:.0f} MB | {r['tail']:.1f} s | "
+                      f"{100 * r['tail_share']:.1f} % | {r['held']:.0f} | {r['held'] * r['tree_mb']:.0f} MB | "
+                      f"{r['kept_after']} |" + (f" {r['failed']} task(s) failed" if r["failed"] else ""), flush=True)
 
 
 if __name__ == "__main__":

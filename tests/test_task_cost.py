@@ -1,11 +1,13 @@
 """Per-task cost at scale (issue 13, goals 3 and 4): a finished workspace becomes the next one (reset to the new
 base, nothing of the last task left), the integration's merge asks git no ancestry question once it has made a
-merge, and built while the run goes on it gives the same result as built at the end."""
+merge, and built while the run goes on it gives the same result as built at the end; the work trees a run
+finishes with are kept, a bounded few, for the next run of the same repository."""
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,8 +15,11 @@ from types import SimpleNamespace
 import pytest
 
 from gitfixtures import commit_on, files_at, git, user_repo
+from plait import api
 from plait.git import merge, workspace
 from plait.git.repo import Git
+from plait.run.engine import RunOptions
+from runfixtures import task, write_plan
 
 
 @pytest.fixture
@@ -185,3 +190,133 @@ def test_chains_sharing_merges_merge_a_head_on_the_same_tree_once(repo: Path, mo
     trees = {git(repo, "rev-parse", f"{c.commit}^{{tree}}") for c in (first, second, alone)}
     assert len(trees) == 1 and first.commit != second.commit
     assert git(repo, "log", "--format=%s", "-1", second.commit) == "second: merge d"
+
+
+def make_spare(g: Git, ws_root: Path, name: str, base: str, spares: Path) -> None:
+    workspace.park(workspace.create(g, ws_root / name / "a1", ws_root / name / "home", base, "b"), spares)
+
+
+def test_spares_are_kept_newest_first_and_trimmed_oldest_first(repo: Path, tmp_path: Path) -> None:
+    g = Git.discover(repo)
+    base = g.resolve_commit("HEAD")
+    spares = tmp_path / "ws" / "_spare"
+    for n in range(4):
+        make_spare(g, tmp_path / "ws", f"p{n}", base, spares)
+    made = sorted(spares.iterdir())
+    assert len(made) == 4 and not [p for p in made if p.name.startswith(".")]  # none half assembled left
+    ws = workspace.create(g, tmp_path / "ws" / "t" / "a1", tmp_path / "ws" / "t" / "home", base, "b", spares)
+    assert sorted(spares.iterdir()) == made[:3]  # the newest was taken
+    assert not (ws.folder / "spare").exists()
+    assert workspace.trim(spares, 2) == [made[0]]
+    assert sorted(spares.iterdir()) == made[1:3]
+    assert workspace.trim(spares, 0) == [made[2], made[1]] and not spares.exists()
+    assert workspace.trim(spares, 0) == []  # nothing there: nothing to do
+
+
+def test_a_half_parked_spare_is_never_used_and_is_removed_in_the_end(repo: Path, tmp_path: Path) -> None:
+    g = Git.discover(repo)
+    base = g.resolve_commit("HEAD")
+    spares = tmp_path / "ws" / "_spare"
+    make_spare(g, tmp_path / "ws", "p", base, spares)
+    (whole,) = spares.iterdir()
+    # What a crash can leave: a park that had not finished (hidden, at any stage), and, however it came to be,
+    # a spare in view that holds a tree without its index or the reverse.
+    crashed = spares / ".0000000000000001-dead.part"
+    os.rename(whole, crashed)
+    (crashed / "capture.index").unlink()
+    (crashed / "tree" / "README.md").write_text("the crashed task's\n")
+    young = spares / ".ffffffffffffffff-beef.part"
+    (young / "tree").mkdir(parents=True)
+    tree_only = spares / "fffffffffffffff0-0001"
+    (tree_only / "tree").mkdir(parents=True)
+    (tree_only / "tree" / "README.md").write_text("not the base\n")
+    index_only = spares / "fffffffffffffff0-0000"
+    index_only.mkdir()
+    (index_only / "capture.index").write_text("not an index\n")
+    elsewhere = tmp_path / "elsewhere"  # a spare that is a symlink: what it points to is never reset, nor removed
+    (elsewhere / "tree").mkdir(parents=True)
+    (elsewhere / "tree" / "keep.txt").write_text("keep\n")
+    (elsewhere / "capture.index").write_text("not an index\n")
+    (spares / "fffffffffffffff0-0002").symlink_to(elsewhere)
+    for n in range(2):
+        ws = workspace.create(g, tmp_path / "ws" / f"t{n}" / "a1", tmp_path / "ws" / f"t{n}" / "home", base, "b",
+                              spares)
+        assert tree_files(ws.tree) == files_at(repo, base)
+        assert git(ws.tree, "status", "--porcelain").strip() == ""
+    assert sorted(p.name for p in spares.iterdir()) == sorted([crashed.name, young.name])  # the visible ones: gone
+    assert tree_files(elsewhere) == {"tree/keep.txt": "keep\n", "capture.index": "not an index\n"}
+    assert workspace.trim(spares, 4) == [] and crashed.exists()  # it may be a park under way
+    old = time.time() - workspace.SPARE_STALE_SECONDS - 60
+    os.utime(crashed, (old, old))
+    assert workspace.trim(spares, 4) == [crashed]
+    assert [p.name for p in spares.iterdir()] == [young.name]
+
+
+def kept_spares(ws_root: Path) -> set[str]:
+    found = {p.name for p in ws_root.glob("*/_spare/*")}
+    assert not [n for n in found if n.startswith(".")], "no spare is left half assembled or half removed"
+    return found
+
+
+def run(repo: Path, tasks: list[dict[str, object]], jobs: int, name: str) -> str:
+    plan = write_plan(repo, tasks, name=name, integration={"verify": "true"})
+    handle, run_id = api.start(plan, RunOptions(jobs=jobs, retry_base_seconds=0.05), cwd=repo)
+    assert api.execute(handle, run_id) == "completed"
+    return run_id
+
+
+def test_a_later_run_of_the_repository_takes_the_work_trees_an_earlier_one_kept(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from gitfixtures import make_repo
+
+    ws_root = tmp_path / "ws"
+    monkeypatch.setenv("PLAIT_WORKSPACES", str(ws_root))
+    files = {"README.md": "# project\n", ".gitignore": "*.log\n", "src/a.py": "a = 1\n"}
+    warm, cold = make_repo(tmp_path / "warm", files), make_repo(tmp_path / "cold", files)
+    # The first run's tasks leave changed, added, untracked and ignored files in their trees.
+    first = [task(f"w{n}", {f"w{n}.txt": f"{n}\n", "src/a.py": f"a = {n}\n"} if n == 0 else {f"w{n}.txt": f"{n}\n"},
+                  verify=f"touch junk{n}.txt build{n}.log") for n in range(3)]
+    run(warm, first, jobs=3, name="first.yaml")
+    before = kept_spares(ws_root)
+    assert 1 <= len(before) <= 3
+    # Another base, all of whose files differ; the same plan on it, in the warm repository and in a cold one.
+    for repo in (warm, cold):
+        for rel in ("README.md", "src/a.py"):
+            (repo / rel).write_text(f"changed {rel}\n")
+        (repo / "src" / "b.py").write_text("b = 1\n")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", "next")
+    second = [task("x", {"x.txt": "x\n"}), task("y", {"src/a.py": "a = 3\n"}),
+              task("z", {"z.txt": "z\n"}, needs=["x", "y"])]
+    warm_run = run(warm, second, jobs=8, name="second.yaml")
+    after = kept_spares(ws_root)
+    # x and y start together, each on a tree the first run kept (newest first; z and the integration test's
+    # workspace then take the trees x and y left).
+    assert len(before - after) >= 2, (before, after)
+    log = (warm / ".plait" / "runs" / warm_run / "plait.log").read_text()
+    assert "afresh" not in log and "incomplete" not in log  # each reset to the new base
+    cold_run = run(cold, second, jobs=8, name="second.yaml")
+    trees = [git(r, "rev-parse", f"plait/{rid}/integration^{{tree}}") for r, rid in ((warm, warm_run),
+                                                                                       (cold, cold_run))]
+    assert trees[0] == trees[1]
+    assert files_at(warm, f"plait/{warm_run}/integration")["src/a.py"] == "a = 3\n"
+
+
+def test_a_run_keeps_at_most_one_tree_per_job_and_clean_removes_them(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from gitfixtures import make_repo
+
+    ws_root = tmp_path / "ws"
+    monkeypatch.setenv("PLAIT_WORKSPACES", str(ws_root))
+    repo = make_repo(tmp_path / "repo")
+    first = run(repo, [task(f"t{n}", {f"t{n}.txt": "t\n"}) for n in range(4)], jobs=4, name="first.yaml")
+    kept = kept_spares(ws_root)
+    assert 2 <= len(kept) <= 4  # the integration took one of the four
+    assert not api.run_paths(api.open_repo(repo), first).workspaces.exists()
+    run(repo, [task("u", {"u.txt": "u\n"})], jobs=1, name="second.yaml")
+    assert len(kept_spares(ws_root)) == 1
+    cleaned = api.clean(cwd=repo, run_id=first)  # one run's: the repository's spares are no one run's
+    assert len(kept_spares(ws_root)) == 1 and not cleaned.workspaces
+    cleaned = api.clean(cwd=repo)
+    assert kept_spares(ws_root) == set() and len(cleaned.workspaces) == 1
+    assert not list(ws_root.glob("*/_spare"))

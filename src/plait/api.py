@@ -251,8 +251,11 @@ def execute(repo: Repo, run_id: str, listener: Listener | None = None, resume: b
             redact_files(engine.ctx.paths.run_dir)  # the last word: nothing under the run keeps a secret
     if status == "completed":  # all work is in its branches: the agents' homes and workspaces can go
         from plait.git import workspace
+        from plait.run.task import spares
 
         workspace.remove_all(engine.ctx.paths.workspaces)
+        # The work trees it finished with stay for the next run of this repository: at most one per job.
+        workspace.trim(spares(engine.ctx.paths), options.jobs)
     return status
 
 
@@ -387,8 +390,10 @@ class Cleaned:
 def clean(cwd: Path | None = None, run_id: str | None = None, branches: bool = False) -> Cleaned:
     """Remove finished runs' workspaces (evidence stays) and, with `branches`, their `plait/<run>/*`
     branches (each deleted only if it still points where it was read). A live run is never touched,
-    nor a branch you have checked out."""
+    nor a branch you have checked out. Without `run_id`, also the work trees runs kept for the repository's
+    next run (they belong to no one run; a live run that wanted one checks out afresh)."""
     from plait.git import workspace
+    from plait.profiles import workspace_root
 
     repo = open_repo(cwd)
     rows = [_run_row(repo, run_id)] if run_id else repo.store.runs()
@@ -415,6 +420,9 @@ def clean(cwd: Path | None = None, run_id: str | None = None, branches: bool = F
                 continue
             repo.git.delete_ref(ref, sha)
             deleted.append(name)
+    if not run_id:
+        folder = workspace.repo_folder(workspace_root(repo.root, os.environ) or workspace.default_root(), repo.git)
+        removed += [str(p) for p in workspace.trim(workspace.spares_folder(folder), 0)]
     return Cleaned(removed, deleted, kept)
 
 

@@ -7,6 +7,7 @@ an agent runs there with git reaches the user. A workspace shares nothing writab
     <root>/<repo>-<hash>/<run>/<task>/a<N>/tree    the work tree, with a repository of its own in tree/.git
     <root>/<repo>-<hash>/<run>/<task>/a<N>/tmp     the agent's private TMPDIR
     <root>/<repo>-<hash>/<run>/<task>/a<N>/capture.index   plait's own index of the work tree
+    <root>/<repo>-<hash>/_spare/<spare>/{tree,capture.index}  finished work trees kept for the next workspaces
 
 `tree/.git` borrows the user's objects through `objects/info/alternates` (nothing is copied) and
 has its own refs, config, hooks, index and stash: the agent may commit, branch, rewrite or delete
@@ -25,6 +26,7 @@ import logging
 import os
 import shutil
 import stat
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,39 +91,70 @@ def create(git: Git, folder: Path, home: Path, base: str, branch: str, spares: P
     return ws
 
 
+SPARE_STALE_SECONDS = 600.0  # a hidden entry of a spares folder this old was left by a crash (one in use: seconds)
+
+
+def spares_folder(repo: Path) -> Path:
+    """Where the finished work trees of a repository's runs wait for its next workspaces (`park`), this run's or a
+    later one's: in its folder (`repo_folder`), beside its runs' folders (run ids start with a letter)."""
+    return repo / "_spare"
+
+
 def park(ws: Workspace, spares: Path) -> None:
     """Keep a finished workspace's tree and index in `spares` for a later `create` (its processes have all
-    ended), and remove the rest of it; what cannot be moved is removed."""
-    if ws.tree.is_symlink() or not ws.tree.is_dir():
+    ended), and remove the rest of it; what cannot be moved is removed.
+
+    A spare is assembled in a hidden folder and renamed into view complete: a taker never sees half of one,
+    whatever crashed meanwhile. Names sort by age (`trim` keeps the newest)."""
+    if ws.tree.is_symlink() or not ws.tree.is_dir() or ws.index.is_symlink() or not ws.index.is_file():
         remove(ws.folder)
         return
-    spare = spares / os.urandom(8).hex()
+    name = f"{time.time_ns():016x}-{os.urandom(4).hex()}"
+    part = spares / f".{name}.part"
     try:
-        spare.mkdir(parents=True)
-        os.rename(ws.index, spare / "capture.index")
-        os.rename(ws.tree, spare / "tree")
+        part.mkdir(parents=True)
+        os.rename(ws.index, part / "capture.index")
+        os.rename(ws.tree, part / "tree")
+        os.rename(part, spares / name)
     except OSError as exc:
         log.debug("could not keep %s for reuse: %s", ws.tree, exc)
-        remove(spare)
+        remove(part)
     remove(ws.folder)
 
 
-def _reuse_spare(git: Git, ws: Workspace, spares: Path) -> bool:
-    """Take a parked tree (renaming it is atomic: one taker each) and reset it to `ws.base`: the agent's
-    repository, untracked and ignored files go, tracked files that differ from the base are rewritten.
-    False when there is none, or it could not be reset (then it is removed)."""
+def _parked(spares: Path) -> list[Path]:
+    """The spares in view, newest first (hidden entries are being assembled or removed)."""
     try:
-        parked = sorted(spares.iterdir())
+        return sorted((e for e in spares.iterdir() if not e.name.startswith(".")), reverse=True)
     except OSError:
-        return False
-    for spare in parked:
+        return []
+
+
+def _reuse_spare(git: Git, ws: Workspace, spares: Path) -> bool:
+    """Take a parked tree (renaming the spare is atomic: one taker each, and a `trim` can no longer remove it)
+    and reset it to `ws.base`: the agent's repository, untracked and ignored files go, tracked files that
+    differ from the base are rewritten. False when there is none, or it could not be reset (then it is removed).
+    A spare is from this run or an earlier one of the repository: the reset does not depend on which."""
+    taken = ws.folder / "spare"
+    for spare in _parked(spares):
         try:
-            os.rename(spare / "tree", ws.tree)
-        except OSError:  # taken by another thread, or half parked
+            os.rename(spare, taken)
+        except OSError:  # taken by another thread or run, or trimmed
             continue
         try:
-            os.rename(spare / "capture.index", ws.index)
-            remove(spare)
+            if any(p.is_symlink() for p in (taken, taken / "tree", taken / "capture.index")):
+                raise OSError("not a kept work tree")
+            os.rename(taken / "capture.index", ws.index)
+            os.rename(taken / "tree", ws.tree)
+        except OSError as exc:  # incomplete: never used
+            log.info("removed an incomplete kept work tree %s: %s", spare, exc)
+            remove(taken)
+            remove(ws.tree)
+            with contextlib.suppress(OSError):
+                ws.index.unlink()
+            continue
+        remove(taken)
+        try:
             remove(ws.tree / ".git")
             env = {"GIT_INDEX_FILE": str(ws.index)}
             git.run(f"--work-tree={ws.tree}", "clean", "-ffdqx", cwd=ws.tree, env=env)
@@ -134,6 +167,40 @@ def _reuse_spare(git: Git, ws: Workspace, spares: Path) -> bool:
                 ws.index.unlink()
             return False
     return False
+
+
+def trim(spares: Path, keep: int) -> list[Path]:
+    """Leave at most the `keep` newest spares in `spares`, and remove what a crashed `park` or `trim` left
+    (hidden entries untouched for SPARE_STALE_SECONDS); the folder goes when empty. Each is claimed by a
+    rename before it is removed: one another run took meanwhile is not there to claim, and is left alone.
+    Returns the spares removed."""
+    try:
+        entries = list(spares.iterdir())
+    except OSError:
+        return []
+    now = time.time()
+    hidden = [e for e in entries if e.name.startswith(".")]
+    doomed = _parked(spares)[max(keep, 0):] + [e for e in hidden if _untouched(e, now) > SPARE_STALE_SECONDS]
+    removed: list[Path] = []
+    for entry in doomed:
+        claimed = spares / f".{os.urandom(8).hex()}.trash"
+        try:
+            os.rename(entry, claimed)
+            os.utime(claimed, follow_symlinks=False)  # fresh: another trim does not take it for a crash's
+        except OSError:
+            continue
+        remove(claimed)
+        removed.append(entry)
+    with contextlib.suppress(OSError):  # not empty: spares left, or a park under way
+        spares.rmdir()
+    return removed
+
+
+def _untouched(path: Path, now: float) -> float:
+    try:
+        return now - path.lstat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _agent_repository(git: Git, ws: Workspace, branch: str) -> None:

@@ -13,7 +13,7 @@ from plait.evidence import ReviewRecord, VerifyResult, read_json
 from plait.git import merge, stack, workspace
 from plait.redact import redact_files, write_text
 from plait.run import concerns, resolve
-from plait.run.task import RunContext
+from plait.run.task import RunContext, spares
 from plait.state import EventKind
 
 Emit = Callable[..., Any]
@@ -74,7 +74,8 @@ def integrate(ctx: RunContext, commits: Mapping[str, str], order: list[str], del
             if outcome.commit != result.commit:
                 git.update_ref(ref, outcome.commit, git.rev_parse(ref))
                 result.commit = outcome.commit
-        if result.ok:
+        if result.ok:  # the test's work tree stays for the repository's next workspaces
+            workspace.park(bench.ws, spares(paths))
             workspace.remove(paths.integration_folder)
             result.delivered = deliver_branches(ctx, commits, order, deliver, branch, result)
             emit(EventKind.DELIVERED, None, {"mode": deliver, "branches": result.delivered})

@@ -86,8 +86,9 @@ def prepare_workspace(ctx: RunContext, task: Task, attempt: int,
 
 
 def spares(paths: RunPaths) -> Path:
-    """Where verified attempts' work trees wait to become the next attempts' (plait.git.workspace.park)."""
-    return paths.workspaces / "_spare"  # task ids start with a letter or digit
+    """Where verified attempts' work trees wait to become the next attempts' (plait.git.workspace.park): the
+    repository's, beside its runs' folders, so a later run of it starts with the trees this one left."""
+    return workspace.spares_folder(paths.workspaces.parent)
 
 
 class TaskError(Exception):
