@@ -203,20 +203,40 @@ def _untouched(path: Path, now: float) -> float:
         return 0.0
 
 
+_INIT_CONFIG: dict[int, str] = {}  # a file system (st_dev) -> the config `git init` writes on it
+
+
+def _init_config(git: Git, beside: Path) -> str:
+    """The config `git init` writes for a repository on the file system of `beside` (it probes file modes,
+    symlinks and case, and follows the user's init settings): asked of git once per file system and process,
+    with a repository made and removed in `beside`."""
+    device = os.stat(beside).st_dev
+    if device not in _INIT_CONFIG:
+        probe = beside / f".init-{os.urandom(4).hex()}"
+        try:
+            probe.mkdir()
+            # GIT_DIR/GIT_WORK_TREE are overridden: git init honours GIT_DIR.
+            git.run("init", "-q", "--template=", "-b", "plait-probe", cwd=probe,
+                    env={"GIT_DIR": str(probe / ".git"), "GIT_WORK_TREE": str(probe)})
+            _INIT_CONFIG[device] = (probe / ".git" / "config").read_text()
+        finally:
+            remove(probe)
+    return _INIT_CONFIG[device]
+
+
 def _agent_repository(git: Git, ws: Workspace, branch: str) -> None:
     """The agent's own repository in `tree/.git`, on `branch` at the base, borrowing the user's objects;
     its index a copy of plait's, so `git status` there starts clean."""
     base, dot_git = ws.base, ws.tree / ".git"
-    # The agent's repository. GIT_DIR/GIT_WORK_TREE are overridden: git init honours GIT_DIR.
-    git.run("init", "-q", "--template=", "-b", branch, cwd=ws.tree,
-            env={"GIT_DIR": str(dot_git), "GIT_WORK_TREE": str(ws.tree)})
-    (dot_git / "objects" / "info").mkdir(parents=True, exist_ok=True)
+    # What `git init --template= -b BRANCH` makes, written here (a process less per workspace) with the config
+    # git init writes on this file system.
+    for folder in ("objects/info", "objects/pack", "refs/tags", os.path.dirname(f"refs/heads/{branch}")):
+        (dot_git / folder).mkdir(parents=True, exist_ok=True)
+    (dot_git / "HEAD").write_text(f"ref: refs/heads/{branch}\n")
+    identity = f"[user]\n\tname = {AGENT_IDENTITY[0]}\n\temail = {AGENT_IDENTITY[1]}\n"
+    (dot_git / "config").write_text(_init_config(git, ws.folder) + identity)
     (dot_git / "objects" / "info" / "alternates").write_text(f"{git.objects_dir}\n")
-    ref = dot_git / "refs" / "heads" / branch
-    ref.parent.mkdir(parents=True, exist_ok=True)
-    ref.write_text(f"{base}\n")
-    with (dot_git / "config").open("a") as config:
-        config.write(f"[user]\n\tname = {AGENT_IDENTITY[0]}\n\temail = {AGENT_IDENTITY[1]}\n")
+    (dot_git / "refs" / "heads" / branch).write_text(f"{base}\n")
     shallow = git.common_dir / "shallow"
     if shallow.is_file():
         shutil.copyfile(shallow, dot_git / "shallow")
