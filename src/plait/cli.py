@@ -282,7 +282,8 @@ def land(run_id: str | None, squash: bool, stack: bool) -> None:
 @click.option("--run", "run_id", help="Only this run.")
 @click.option("--branches", is_flag=True, help="Also delete the runs' plait/RUN/* branches (never a live run's).")
 def clean(run_id: str | None, branches: bool) -> None:
-    """Remove finished runs' workspaces (evidence and reports stay; branches too, unless --branches)."""
+    """Remove finished runs' workspaces and the work trees kept for the next run (evidence and reports stay;
+    branches too, unless --branches)."""
     from plait import api
     from plait.commands.land import report_clean
 

@@ -26,6 +26,7 @@ import logging
 import os
 import shutil
 import stat
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -204,6 +205,7 @@ def _untouched(path: Path, now: float) -> float:
 
 
 _INIT_CONFIG: dict[int, str] = {}  # a file system (st_dev) -> the config `git init` writes on it
+_INIT_LOCK = threading.Lock()  # the first workspaces of a run start together: one asks
 
 
 def _init_config(git: Git, beside: Path) -> str:
@@ -211,17 +213,18 @@ def _init_config(git: Git, beside: Path) -> str:
     symlinks and case, and follows the user's init settings): asked of git once per file system and process,
     with a repository made and removed in `beside`."""
     device = os.stat(beside).st_dev
-    if device not in _INIT_CONFIG:
-        probe = beside / f".init-{os.urandom(4).hex()}"
-        try:
-            probe.mkdir()
-            # GIT_DIR/GIT_WORK_TREE are overridden: git init honours GIT_DIR.
-            git.run("init", "-q", "--template=", "-b", "plait-probe", cwd=probe,
-                    env={"GIT_DIR": str(probe / ".git"), "GIT_WORK_TREE": str(probe)})
-            _INIT_CONFIG[device] = (probe / ".git" / "config").read_text()
-        finally:
-            remove(probe)
-    return _INIT_CONFIG[device]
+    with _INIT_LOCK:
+        if device not in _INIT_CONFIG:
+            probe = beside / f".init-{os.urandom(4).hex()}"
+            try:
+                probe.mkdir()
+                # GIT_DIR/GIT_WORK_TREE are overridden: git init honours GIT_DIR.
+                git.run("init", "-q", "--template=", "-b", "plait-probe", cwd=probe,
+                        env={"GIT_DIR": str(probe / ".git"), "GIT_WORK_TREE": str(probe)})
+                _INIT_CONFIG[device] = (probe / ".git" / "config").read_text()
+            finally:
+                remove(probe)
+        return _INIT_CONFIG[device]
 
 
 def _agent_repository(git: Git, ws: Workspace, branch: str) -> None:
