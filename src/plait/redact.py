@@ -23,6 +23,7 @@ _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|CO
 _URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]{0,31}://[^/\s:@'\"]{1,256}:)([^/\s@'\"]{1,256})(@)", re.I)
 MASK = "***"
 MIN_LENGTH = 6  # shorter values ("1", "true", "dev") would mask ordinary words
+SHORTEST = 4  # the shortest secret kept: a URL's password (`_values_of`)
 
 _registered: set[str] = set()
 _environ_seen: tuple[dict[bytes, bytes], frozenset[str]] = ({}, frozenset())  # os.environ's bytes, their secrets
@@ -49,7 +50,7 @@ def _values_of(items: frozenset[tuple[str, str]]) -> frozenset[str]:
     # Cached: redact runs on every database row and file write, and the environment rarely changes.
     found = {v for k, v in items if _SECRET_NAME.search(k) and len(v) >= MIN_LENGTH}
     for _, value in items:
-        found.update(m.group(2) for m in _URL_CREDENTIALS.finditer(value) if len(m.group(2)) >= 4)
+        found.update(m.group(2) for m in _URL_CREDENTIALS.finditer(value) if len(m.group(2)) >= SHORTEST)
     return frozenset(found)
 
 
@@ -72,13 +73,20 @@ def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
     """Every secret value known now, longest first (so a secret containing another is masked whole)."""
     with _lock:
         values = (_environ_values() if environ is None else _values(environ)) | _registered
-    return sorted(values, key=len, reverse=True)
+    return list(_longest_first(frozenset(values)))
+
+
+@functools.lru_cache(maxsize=8)
+def _longest_first(values: frozenset[str]) -> tuple[str, ...]:
+    return tuple(sorted(values, key=len, reverse=True))
 
 
 def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
+    if len(text) < SHORTEST:  # holds no secret value, nor `scheme://user:password@`
+        return text
     for value in secret_values(environ):
         text = text.replace(value, MASK)
-    return _URL_CREDENTIALS.sub(lambda m: m.group(1) + MASK + m.group(3), text)
+    return _URL_CREDENTIALS.sub(lambda m: m.group(1) + MASK + m.group(3), text) if "://" in text else text
 
 
 def write_text(path: Path, text: str) -> None:

@@ -243,10 +243,13 @@ class Store:
     def _event(db: sqlite3.Connection, run_id: str, task_id: str | None, kind: str,
                data: dict[str, Any]) -> dict[str, Any]:
         """Append an event; returns it as written (`seq`, `data` redacted)."""
-        ts, text = time.time(), _clean(json.dumps(data, default=str, sort_keys=True))
+        ts, raw = time.time(), json.dumps(data, default=str, sort_keys=True)
+        text = _clean(raw)
         cur = db.execute("INSERT INTO events(run_id, task_id, ts, kind, data_json) VALUES(?,?,?,?,?)",
                          (run_id, task_id, ts, kind, text))
-        return {"seq": int(cur.lastrowid or 0), "kind": kind, "task_id": task_id, "ts": ts, "data": json.loads(text)}
+        # As written: the data itself when nothing was masked (most events), else read back.
+        written = json.loads(text) if text != raw or not _plain(data) else data
+        return {"seq": int(cur.lastrowid or 0), "kind": kind, "task_id": task_id, "ts": ts, "data": written}
 
     # -- reads -------------------------------------------------------------------
     def run(self, run_id: str) -> dict[str, Any] | None:
@@ -316,6 +319,11 @@ def _update(db: sqlite3.Connection, table: str, values: Mapping[str, Any], allow
     assert not bad, f"unknown {table} columns {bad}"
     sets = ", ".join(f"{k}=?" for k in values)
     db.execute(f"UPDATE {table} SET {sets} WHERE {where}", (*(_clean(v) for v in values.values()), *args))
+
+
+def _plain(data: dict[str, Any]) -> bool:
+    """Whether `data` reads back from its JSON as it is (no values that `default=str` turned into text)."""
+    return all(v is None or isinstance(v, (str, int, float, bool)) for v in data.values())
 
 
 def _clean(value: Any) -> Any:

@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -46,19 +47,19 @@ class Workspace:
     home: Path  # the task's private home
     base: str  # the commit checked out
 
-    @property
+    @cached_property
     def tree(self) -> Path:
         return self.folder / "tree"
 
-    @property
+    @cached_property
     def tmp(self) -> Path:
         return self.folder / "tmp"
 
-    @property
+    @cached_property
     def index(self) -> Path:
         return self.folder / "capture.index"
 
-    @property
+    @cached_property
     def writable(self) -> tuple[Path, ...]:
         """What the agent's processes may write: its work tree, home and temporary folder."""
         return (self.tree, self.home, self.tmp)
@@ -230,20 +231,20 @@ def _init_config(git: Git, beside: Path) -> str:
 def _agent_repository(git: Git, ws: Workspace, branch: str) -> None:
     """The agent's own repository in `tree/.git`, on `branch` at the base, borrowing the user's objects;
     its index a copy of plait's, so `git status` there starts clean."""
-    base, dot_git = ws.base, ws.tree / ".git"
+    dot_git = os.path.join(ws.tree, ".git")
     # What `git init --template= -b BRANCH` makes, written here (a process less per workspace) with the config
     # git init writes on this file system.
     for folder in ("objects/info", "objects/pack", "refs/tags", os.path.dirname(f"refs/heads/{branch}")):
-        (dot_git / folder).mkdir(parents=True, exist_ok=True)
-    (dot_git / "HEAD").write_text(f"ref: refs/heads/{branch}\n")
+        os.makedirs(os.path.join(dot_git, folder), exist_ok=True)
     identity = f"[user]\n\tname = {AGENT_IDENTITY[0]}\n\temail = {AGENT_IDENTITY[1]}\n"
-    (dot_git / "config").write_text(_init_config(git, ws.folder) + identity)
-    (dot_git / "objects" / "info" / "alternates").write_text(f"{git.objects_dir}\n")
-    (dot_git / "refs" / "heads" / branch).write_text(f"{base}\n")
+    for name, text in (("HEAD", f"ref: refs/heads/{branch}\n"), ("config", _init_config(git, ws.folder) + identity),
+                       ("objects/info/alternates", f"{git.objects_dir}\n"), (f"refs/heads/{branch}", f"{ws.base}\n")):
+        with open(os.path.join(dot_git, name), "w") as f:
+            f.write(text)
     shallow = git.common_dir / "shallow"
     if shallow.is_file():
-        shutil.copyfile(shallow, dot_git / "shallow")
-    shutil.copyfile(ws.index, dot_git / "index")
+        shutil.copyfile(shallow, os.path.join(dot_git, "shallow"))
+    shutil.copyfile(ws.index, os.path.join(dot_git, "index"))
 
 
 @dataclass(frozen=True)
