@@ -35,8 +35,10 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import resource
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -214,16 +216,17 @@ def launches(src: Path, n: int) -> tuple[float, float, float]:
     return float(out[0]), float(out[1]), float(out[2])
 
 
-def script_round(files: int, tasks: int, recycle: bool) -> float:
-    """CPU per task of the hand-written script (see the module's docstring); `recycle`: one folder for every task,
-    reset to the base (`clean -ffdqx`, `read-tree --reset -u`) instead of a fresh checkout and a delete."""
+def script_round(files: int, tasks: int, recycle: bool) -> tuple[float, float]:
+    """CPU per task of the hand-written script (see the module's docstring): of the processes it runs, and of its
+    own interpreter; `recycle`: one folder for every task, reset to the base (`clean -ffdqx`, `read-tree --reset
+    -u`) instead of a fresh checkout and a delete."""
     with tempfile.TemporaryDirectory(prefix="plait-script-") as tmp:
         repo = Path(tmp) / "repo"
         make_repo(repo, files, 0)
         env = {**ENV, "GIT_DIR": str(repo / ".git")}
         base = git(repo, "rev-parse", "HEAD").strip()
         radar = integration = base
-        before = cpu()
+        before, own = cpu(), own_cpu()
         for i in range(tasks):
             ws = Path(tmp) / "ws" / ("t" if recycle else f"t{i}")
             (ws / "tree").mkdir(parents=True, exist_ok=True)
@@ -245,7 +248,13 @@ def script_round(files: int, tasks: int, recycle: bool) -> float:
                 radar, integration = (new, integration) if head == "radar" else (radar, new)
             if not recycle:
                 shutil.rmtree(ws)
-        return (cpu() - before) / tasks
+        return (cpu() - before) / tasks, (own_cpu() - own) / tasks
+
+
+def own_cpu() -> float:
+    """This process's own CPU: the script's interpreter (the git processes it runs are `cpu()`)."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    return me.ru_utime + me.ru_stime
 
 
 def main() -> None:
@@ -256,7 +265,11 @@ def main() -> None:
     parser.add_argument("--only", choices=("before", "after"), help="run one of the two source trees")
     parser.add_argument("--after", default=str(ROOT / "src"), help="the source tree measured as 'after'")
     parser.add_argument("--warm", action="store_true",
-                        help="measure each run after a warm-up run in the same repository (default: cold)")
+                        help="measure each run after a warm-up run in the same repository (as --starts warm)")
+    parser.add_argument("--starts", default="cold", help="cold, warm or cold,warm: each run in a fresh repository, "
+                        "and/or after a warm-up run in the same repository")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds, each code, size and start alternating; "
+                        "with --script the script is measured in each round; medians at the end")
     parser.add_argument("--count-git", type=int, default=0, metavar="TASKS")
     parser.add_argument("--script", type=int, default=0, metavar="TASKS", help="hand-written script's CPU per task")
     parser.add_argument("--launches", type=int, default=0, metavar="N", help="the sandbox launcher's CPU per command")
@@ -267,34 +280,61 @@ def main() -> None:
             sources = {"before": export(args.before, Path(tmp)), **sources}
         if args.only:
             sources = {args.only: sources[args.only]}
-        for recycle in (False, True) if args.script else ():
-            how = "one folder reset per task" if recycle else "a fresh checkout per task"
-            print(f"hand-written script, {args.files} files, {how}: "
-                  f"{1000 * script_round(args.files, args.script, recycle):.0f} ms CPU per task", flush=True)
+        if args.script and args.repeat == 1:
+            for recycle in (False, True):
+                how = "one folder reset per task" if recycle else "a fresh checkout per task"
+                spawned, own = script_round(args.files, args.script, recycle)
+                print(f"hand-written script, {args.files} files, {how}: {1000 * spawned:.0f} ms CPU per task "
+                      f"(+ {1000 * own:.0f} ms of its own interpreter)", flush=True)
         for name, src in sources.items():
             if args.launches:
-                served, own, direct = launches(src, args.launches)
+                served, own_launcher, direct = launches(src, args.launches)
                 print(f"{name}: `true` through the sandbox launcher forked by the launch server {served:.1f} ms CPU, "
-                      f"a launcher of its own {own:.1f} ms, directly {direct:.1f} ms", flush=True)
+                      f"a launcher of its own {own_launcher:.1f} ms, directly {direct:.1f} ms", flush=True)
             if args.count_git:
                 counts = count_git(src, args.files, args.count_git)
                 per = {k: round(v / args.count_git, 2) for k, v in counts.most_common()}
                 print(f"{name}: {sum(counts.values()) / args.count_git:.1f} git processes per task: {per}", flush=True)
         if not args.tasks:
             return
-        start = "warm" if args.warm else "cold"
-        print(f"start: {start} ({'after a warm-up run of the same repository' if args.warm else 'a fresh repository'})")
-        print("| files | tasks | code | start (trees kept before) | wall | CPU | CPU per task | peak RSS "
+        starts = ["warm"] if args.warm else args.starts.split(",")
+        print("start: cold = a fresh repository; warm = after a warm-up run of the same repository")
+        print("| round | files | tasks | code | start (trees kept before) | wall | CPU | CPU per task | peak RSS "
               "| integration tail | tail share | checkouts held (peak) | disk held | trees kept after |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-        for n in (int(t) for t in args.tasks.split(",")):
-            for name, src in sources.items():
-                r = run_plait(src, args.files, n, warm=args.warm)
-                print(f"| {args.files} | {n} | {name} | {start} ({r['kept_before']}) | {r['wall']:.1f} s | "
-                      f"{r['cpu']:.1f} s | {1000 * r['cpu'] / n:.0f} ms | {r['rss']:.0f} MB | {r['tail']:.1f} s | "
-                      f"{100 * r['tail_share']:.1f} % | {r['held']:.0f} | {r['held'] * r['tree_mb']:.0f} MB | "
-                      f"{r['kept_after']} |" + (f" {r['failed']} task(s) failed" if r["failed"] else ""), flush=True)
-
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        found: dict[tuple[int, str, str], list[float]] = collections.defaultdict(list)
+        scripts: list[tuple[float, float]] = []
+        for round_ in range(1, args.repeat + 1):
+            if args.script and args.repeat > 1:  # in every round, beside the runs it is compared with
+                scripts.append(script_round(args.files, args.script, recycle=True))
+                print(f"| {round_} | {args.files} | {args.script} | hand-written script, one folder reset per task | "
+                      f"| | | {1000 * scripts[-1][0]:.0f} ms (+ {1000 * scripts[-1][1]:.0f} ms its interpreter) "
+                      "| | | | | | |", flush=True)
+            for n in (int(t) for t in args.tasks.split(",")):
+                for start in starts:
+                    for name, src in sources.items():
+                        r = run_plait(src, args.files, n, warm=start == "warm")
+                        found[n, name, start].append(r["cpu"] / n)
+                        print(f"| {round_} | {args.files} | {n} | {name} | {start} ({r['kept_before']}) | "
+                              f"{r['wall']:.1f} s | {r['cpu']:.1f} s | {1000 * r['cpu'] / n:.0f} ms | "
+                              f"{r['rss']:.0f} MB | "
+                              f"{r['tail']:.1f} s | {100 * r['tail_share']:.1f} % | {r['held']:.0f} | "
+                              f"{r['held'] * r['tree_mb']:.0f} MB | {r['kept_after']} |"
+                              + (f" {r['failed']} task(s) failed" if r["failed"] else ""), flush=True)
+        if args.repeat > 1:
+            print(f"\nmedians of {args.repeat} rounds, CPU per task")
+            if scripts:
+                spawned = statistics.median(s for s, _ in scripts)
+                whole = statistics.median(s + o for s, o in scripts)
+                print(f"hand-written script: {1000 * spawned:.0f} ms (its git and shell processes), "
+                      f"{1000 * whole:.0f} ms with its own interpreter")
+            print("| tasks | code | start | CPU per task (median) | rounds | / script's processes | / whole script |")
+            print("|---|---|---|---|---|---|---|")
+            for (n, name, start), values in found.items():
+                median = statistics.median(values)
+                ratios = (f"{median / spawned:.2f} | {median / whole:.2f}" if scripts else " | ")
+                print(f"| {n} | {name} | {start} | {1000 * median:.0f} ms | "
+                      f"{', '.join(f'{1000 * v:.0f}' for v in values)} | {ratios} |")
 
 if __name__ == "__main__":
     main()
