@@ -95,7 +95,8 @@ def warm_up(repo: Path, env: dict[str, str]) -> None:
         raise RuntimeError(f"the warm-up run failed ({done.returncode}): {done.stderr.decode()[-800:]}")
 
 
-def run_plait(src: Path, files: int, tasks: int, shim: Path | None = None, warm: bool = False) -> dict[str, float]:
+def run_plait(src: Path, files: int, tasks: int, shim: Path | None = None, warm: bool = False,
+              jobs: int = 8) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="plait-cost-") as tmp:
         plan = make_repo(Path(tmp) / "repo", files, tasks, "task-cost")
         cache = Path(tmp) / "cache"
@@ -119,8 +120,8 @@ def run_plait(src: Path, files: int, tasks: int, shim: Path | None = None, warm:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         start = time.perf_counter()
-        child = subprocess.Popen([sys.executable, "-m", "plait", "run", str(plan), "--jobs", "8"], cwd=plan.parent,
-                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        child = subprocess.Popen([sys.executable, "-m", "plait", "run", str(plan), "--jobs", str(jobs)],
+                                 cwd=plan.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         assert child.stderr is not None
         err = child.stderr.read()
         _, status, usage = os.wait4(child.pid, 0)
@@ -268,6 +269,7 @@ def main() -> None:
                         help="measure each run after a warm-up run in the same repository (as --starts warm)")
     parser.add_argument("--starts", default="cold", help="cold, warm or cold,warm: each run in a fresh repository, "
                         "and/or after a warm-up run in the same repository")
+    parser.add_argument("--jobs", type=int, default=8, help="the measured runs' --jobs (the warm-up's is 8)")
     parser.add_argument("--repeat", type=int, default=1, help="rounds, each code, size and start alternating; "
                         "with --script the script is measured in each round; medians at the end")
     parser.add_argument("--count-git", type=int, default=0, metavar="TASKS")
@@ -313,7 +315,7 @@ def main() -> None:
             for n in (int(t) for t in args.tasks.split(",")):
                 for start in starts:
                     for name, src in sources.items():
-                        r = run_plait(src, args.files, n, warm=start == "warm")
+                        r = run_plait(src, args.files, n, warm=start == "warm", jobs=args.jobs)
                         found[n, name, start].append(r["cpu"] / n)
                         print(f"| {round_} | {args.files} | {n} | {name} | {start} ({r['kept_before']}) | "
                               f"{r['wall']:.1f} s | {r['cpu']:.1f} s | {1000 * r['cpu'] / n:.0f} ms | "
