@@ -452,6 +452,17 @@ def test_through_the_server_streams_codes_and_descriptors_are_as_popen_gives_the
         proc.run(["true"], confine=confine, cwd=tmp_path / "missing")
 
 
+def test_the_server_holds_no_copy_of_plaits_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    client._close()  # a server started now, from an environment holding a secret
+    monkeypatch.setenv("PLAIT_PROBE_API_KEY", "sk-probe-0123456789")
+    done = proc.run(["sh", "-c", "echo $PLAIT_PROBE_API_KEY"], confine=sandbox.Confinement((tmp_path,)),
+                    env={"PATH": PATH, "PLAIT_PROBE_API_KEY": "given-to-this-command"})
+    assert done.stdout == "given-to-this-command\n"  # each command gets the environment it is given
+    assert client._server is not None
+    environ = Path(f"/proc/{client._server.process.pid}/environ").read_bytes()
+    assert b"sk-probe-0123456789" not in environ and b"given-to-this-command" not in environ
+
+
 def test_one_server_serves_a_process_and_a_lost_one_is_replaced(tmp_path: Path) -> None:
     confine = sandbox.Confinement((tmp_path,))
     assert proc.run(["true"], confine=confine).ok

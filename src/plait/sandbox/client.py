@@ -30,6 +30,7 @@ log = logging.getLogger("plait.sandbox")
 
 ENABLED = True  # False: every confined command starts the launcher as a process of its own (tests use both)
 STDOUT = -2  # as subprocess.STDOUT: stderr goes where stdout goes
+LOCALE = ("LANG", "LC_ALL", "LC_CTYPE")  # the server decodes paths and the environment as plait does
 
 
 class Launched:
@@ -137,9 +138,12 @@ class _Server:
     def __init__(self) -> None:
         ours, theirs = socket.socketpair()
         try:
+            # Its own environment is only its locale: each command gets the one its request carries, and the
+            # user's secrets are not copied into another long-lived process. A Ctrl-C is for plait, which stops it.
             self.process = subprocess.Popen([*python_argv("server"), str(theirs.fileno())], pass_fds=(theirs.fileno(),),
                                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, cwd="/",
-                                            start_new_session=True)  # a Ctrl-C is for plait, which stops it
+                                            env={k: v for k, v in os.environ.items() if k in LOCALE},
+                                            start_new_session=True)
         finally:
             theirs.close()
         self.socket, self.owner, self.lock = ours, os.getpid(), threading.Lock()
