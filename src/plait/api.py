@@ -105,12 +105,17 @@ def evidence_dir(repo: Repo, run_id: str) -> Path:
 
 def run_paths(repo: Repo, run_id: str) -> RunPaths:
     """Where a run's evidence (in `.plait/`) and its workspaces (outside the checkout by default) live."""
-    from plait.git import workspace
-    from plait.profiles import workspace_root
     from plait.run.task import RunPaths
 
-    root = workspace_root(repo.root, os.environ) or workspace.default_root()
-    return RunPaths(repo.root, run_id, workspace.repo_folder(root, repo.git) / run_id)
+    return RunPaths(repo.root, run_id, _workspaces(repo) / run_id)
+
+
+def _workspaces(repo: Repo) -> Path:
+    """The repository's folder of workspaces: its runs' folders, and the work trees kept for its next run."""
+    from plait.git import workspace
+    from plait.profiles import workspace_root
+
+    return workspace.repo_folder(workspace_root(repo.root, os.environ) or workspace.default_root(), repo.git)
 
 
 def sandbox_warning(repo: Repo, plan: Plan) -> str | None:
@@ -393,7 +398,6 @@ def clean(cwd: Path | None = None, run_id: str | None = None, branches: bool = F
     nor a branch you have checked out. Without `run_id`, also the work trees runs kept for the repository's
     next run (they belong to no one run; a live run that wanted one checks out afresh)."""
     from plait.git import workspace
-    from plait.profiles import workspace_root
 
     repo = open_repo(cwd)
     rows = [_run_row(repo, run_id)] if run_id else repo.store.runs()
@@ -421,8 +425,7 @@ def clean(cwd: Path | None = None, run_id: str | None = None, branches: bool = F
             repo.git.delete_ref(ref, sha)
             deleted.append(name)
     if not run_id:
-        folder = workspace.repo_folder(workspace_root(repo.root, os.environ) or workspace.default_root(), repo.git)
-        removed += [str(p) for p in workspace.trim(workspace.spares_folder(folder), 0)]
+        removed += [str(p) for p in workspace.trim(workspace.spares_folder(_workspaces(repo)), 0)]
     return Cleaned(removed, deleted, kept)
 
 

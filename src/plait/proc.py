@@ -118,11 +118,11 @@ def run(
     same = stderr_path is not None and stderr_path == stdout_path
     err_file = open(stderr_path, "wb") if stderr_path and not same else None  # noqa: SIM115 - closed below
     lifeline: tuple[int, int] | None = None
-    command = ["/bin/sh", "-c", str(argv)] if shell else list(shown)  # what the launcher runs
     start = time.monotonic()
     try:
         proc: subprocess.Popen[bytes] | client.Launched | None = None
         if confine is not None:
+            command = ["/bin/sh", "-c", str(argv)] if shell else list(shown)  # what the launcher runs
             lifeline = os.pipe()
             proc = client.start(command, confine, cwd=cwd, env=env, stdin=data is not None,
                                 stdout=out_file.fileno() if out_file else None,

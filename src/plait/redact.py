@@ -73,7 +73,7 @@ def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
     """Every secret value known now, longest first (so a secret containing another is masked whole)."""
     with _lock:
         values = (_environ_values() if environ is None else _values(environ)) | _registered
-    return list(_longest_first(frozenset(values)))
+    return list(_longest_first(values))
 
 
 @functools.lru_cache(maxsize=8)

@@ -151,9 +151,7 @@ def _reuse_spare(git: Git, ws: Workspace, spares: Path) -> bool:
         except OSError as exc:  # incomplete: never used
             log.info("removed an incomplete kept work tree %s: %s", spare, exc)
             remove(taken)
-            remove(ws.tree)
-            with contextlib.suppress(OSError):
-                ws.index.unlink()
+            _discard_tree(ws)
             continue
         remove(taken)
         try:
@@ -164,11 +162,15 @@ def _reuse_spare(git: Git, ws: Workspace, spares: Path) -> bool:
             return True
         except (OSError, GitError) as exc:
             log.warning("could not reuse a finished workspace (%s): checking out afresh", exc)
-            remove(ws.tree)
-            with contextlib.suppress(OSError):
-                ws.index.unlink()
+            _discard_tree(ws)
             return False
     return False
+
+
+def _discard_tree(ws: Workspace) -> None:
+    remove(ws.tree)
+    with contextlib.suppress(OSError):
+        ws.index.unlink()
 
 
 def trim(spares: Path, keep: int) -> list[Path]:
