@@ -70,6 +70,69 @@ def test_a_parked_workspace_becomes_the_next_one_at_its_base_with_nothing_of_the
     assert captured.commit == other and captured.changed == []  # nothing of t1's work is in t2's
 
 
+def _add_a_hook(dot_git: Path, outside: Path) -> None:
+    (dot_git / "hooks").mkdir()
+    (dot_git / "hooks" / "post-checkout").write_text("#!/bin/sh\necho hooked\n")
+
+
+def _link_config(dot_git: Path, outside: Path) -> None:  # rewriting it in place would write `outside` too
+    (dot_git / "config").unlink()
+    os.link(outside, dot_git / "config")
+
+
+def _symlink_packed_refs(dot_git: Path, outside: Path) -> None:
+    (dot_git / "packed-refs").unlink()
+    (dot_git / "packed-refs").symlink_to(outside)
+
+
+def _commit(dot_git: Path, outside: Path) -> None:
+    tree = dot_git.parent
+    (tree / "agent.txt").write_text("the agent's\n")
+    git(tree, "add", "agent.txt")
+    git(tree, "commit", "-qm", "the agent's own commit")
+
+
+def _nothing(dot_git: Path, outside: Path) -> None:
+    (dot_git / "config").write_text("[core]\n\tbare = true\n")  # its files' contents are rewritten anyway
+
+
+@pytest.mark.parametrize("agent", [_nothing, _add_a_hook, _link_config, _symlink_packed_refs, _commit])
+def test_a_kept_agent_repository_is_rewritten_in_place_only_when_nothing_was_added_or_linked(
+        repo: Path, tmp_path: Path, agent: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    g = Git.discover(repo)
+    base = g.resolve_commit("HEAD")
+    spares = tmp_path / "ws" / "_spare"
+    first = workspace.create(g, tmp_path / "ws" / "t1" / "a1", tmp_path / "ws" / "t1" / "home", base, "plait/r/t1")
+    dot_git = first.tree / ".git"
+    assert git(first.tree, "for-each-ref", "--format=%(refname) %(objectname)") == f"refs/heads/plait/r/t1 {base}"
+    outside = first.home / "notes.txt"  # somewhere else the agent may write
+    outside.write_text("the agent's notes\n")
+    assert callable(agent)
+    agent(dot_git, outside)
+    (first.tmp / "scratch").mkdir()
+    (first.tmp / "scratch" / "x.txt").write_text("x\n")
+    workspace.capture(g, first, "t1")
+    workspace.park(first, spares)
+    (kept,) = spares.iterdir()
+    assert sorted(p.name for p in kept.iterdir()) == ["capture.index", "tmp", "tree"]
+    removed: list[Path] = []
+    real_remove = workspace.remove
+    monkeypatch.setattr(workspace, "remove", lambda path: (removed.append(path), real_remove(path)))
+
+    second = workspace.create(g, tmp_path / "ws" / "t2" / "a1", tmp_path / "ws" / "t2" / "home", base, "plait/r/t2",
+                              spares)
+    dot_git = second.tree / ".git"
+    assert list(second.tmp.iterdir()) == []
+    assert outside.read_text() == "the agent's notes\n"
+    assert sorted(p.name for p in dot_git.iterdir()) == ["HEAD", "config", "index", "objects", "packed-refs", "refs"]
+    assert (dot_git in removed) == (agent is not _nothing)  # else rewritten in place
+    assert not (dot_git / "packed-refs").is_symlink() and (dot_git / "config").stat().st_nlink == 1
+    assert "bare = true" not in (dot_git / "config").read_text()
+    assert git(second.tree, "for-each-ref", "--format=%(refname) %(objectname)") == f"refs/heads/plait/r/t2 {base}"
+    assert git(second.tree, "status", "--porcelain") == ""
+    assert tree_files(second.tree) == files_at(repo, base)
+
+
 def test_without_a_spare_or_with_a_symlinked_tree_a_workspace_is_checked_out_afresh(repo: Path,
                                                                                    tmp_path: Path) -> None:
     g = Git.discover(repo)

@@ -78,14 +78,15 @@ def repo_folder(root: Path, git: Git) -> Path:
 
 def create(git: Git, folder: Path, home: Path, base: str, branch: str, spares: Path | None = None) -> Workspace:
     """A new workspace at `folder` with `base` checked out on `branch` of its own repository. With `spares`
-    (where `park` keeps finished workspaces' trees), a parked tree is taken and reset to `base` when there is
-    one: only the files that differ are written, instead of every file of the checkout."""
+    (where `park` keeps finished workspaces), a parked one is taken and reset to `base` when there is one: only
+    the files that differ are written, instead of every file of the checkout."""
     ws = Workspace(Path(os.path.abspath(folder)), Path(os.path.abspath(home)), base)
     remove(ws.folder)  # an attempt never inherits anything at its path
-    for d in (ws.folder, ws.tmp, ws.home):
-        d.mkdir(parents=True, exist_ok=True)
+    ws.home.mkdir(parents=True, exist_ok=True)
+    ws.folder.parent.mkdir(parents=True, exist_ok=True)
     if not (spares is not None and _reuse_spare(git, ws, spares)):
-        ws.tree.mkdir(exist_ok=True)
+        for d in (ws.folder, ws.tmp, ws.tree):
+            d.mkdir(exist_ok=True)
         # The files, checked out with the user's git dir and plait's own index.
         git.run(f"--work-tree={ws.tree}", "read-tree", "--reset", "-u", base, cwd=ws.tree,
                 env={"GIT_INDEX_FILE": str(ws.index)})
@@ -94,6 +95,7 @@ def create(git: Git, folder: Path, home: Path, base: str, branch: str, spares: P
 
 
 SPARE_STALE_SECONDS = 600.0  # a hidden entry of a spares folder this old was left by a crash (one in use: seconds)
+KEPT = ("tree", "capture.index", "tmp")  # what a kept workspace holds
 
 
 def spares_folder(repo: Path) -> Path:
@@ -103,29 +105,40 @@ def spares_folder(repo: Path) -> Path:
 
 
 def park(ws: Workspace, spares: Path) -> None:
-    """Keep a finished workspace's tree and index in `spares` for a later `create` (its processes have all
-    ended), and remove the rest of it; what cannot be moved is removed.
+    """Keep a finished workspace (its processes have all ended) in `spares` for a later `create`: its tree, its
+    index and its emptied temporary folder; what cannot be kept is removed.
 
-    A spare is assembled in a hidden folder and renamed into view complete: a taker never sees half of one,
-    whatever crashed meanwhile. Names sort by age (`trim` keeps the newest)."""
+    The workspace's folder is moved there whole, by one rename, once it holds only those: a taker never sees half
+    of one, whatever crashed meanwhile. Names sort by age (`trim` keeps the newest)."""
     if ws.tree.is_symlink() or not ws.tree.is_dir() or ws.index.is_symlink() or not ws.index.is_file():
         remove(ws.folder)
         return
-    name = f"{time.time_ns():016x}-{os.urandom(4).hex()}"
-    part = spares / f".{name}.part"
     try:
-        part.mkdir(parents=True)
-        os.rename(ws.index, part / "capture.index")
-        os.rename(ws.tree, part / "tree")
-        os.rename(part, spares / name)
+        for entry in os.scandir(ws.folder):  # the agent could not write here; plait may have left something
+            if entry.name not in KEPT:
+                remove(Path(entry.path))
+        _empty(ws.tmp)
+        spares.mkdir(parents=True, exist_ok=True)
+        os.rename(ws.folder, spares / f"{time.time_ns():016x}-{os.urandom(4).hex()}")
     except OSError as exc:
         log.debug("could not keep %s for reuse: %s", ws.tree, exc)
-        remove(part)
-    remove(ws.folder)
+        remove(ws.folder)
+
+
+def _empty(folder: Path) -> None:
+    """`folder` an empty folder (what the agent left in it removed); OSError if that cannot be."""
+    if folder.is_symlink() or not folder.is_dir():
+        remove(folder)
+        folder.mkdir()
+        return
+    for entry in os.scandir(folder):
+        remove(Path(entry.path))
+    if next(os.scandir(folder), None) is not None:
+        raise OSError(f"{folder} could not be emptied")
 
 
 def _parked(spares: Path) -> list[Path]:
-    """The spares in view, newest first (hidden entries are being assembled or removed)."""
+    """The spares in view, newest first (hidden entries are being removed, or were left by a crash)."""
     try:
         return sorted((e for e in spares.iterdir() if not e.name.startswith(".")), reverse=True)
     except OSError:
@@ -133,44 +146,35 @@ def _parked(spares: Path) -> list[Path]:
 
 
 def _reuse_spare(git: Git, ws: Workspace, spares: Path) -> bool:
-    """Take a parked tree (renaming the spare is atomic: one taker each, and a `trim` can no longer remove it)
-    and reset it to `ws.base`: the agent's repository, untracked and ignored files go, tracked files that
-    differ from the base are rewritten. False when there is none, or it could not be reset (then it is removed).
-    A spare is from this run or an earlier one of the repository: the reset does not depend on which."""
-    taken = ws.folder / "spare"
+    """Take a parked workspace (renaming it to `ws.folder` is atomic: one taker each, and a `trim` can no longer
+    remove it) and reset it to `ws.base`: untracked and ignored files go, tracked files that differ from the base
+    are rewritten (the agent's repository is `_agent_repository`'s). False when there is none, or it could not be
+    reset (then it is removed). A spare is from this run or an earlier one of the repository: the reset does not
+    depend on which."""
     for spare in _parked(spares):
         try:
-            os.rename(spare, taken)
+            os.rename(spare, ws.folder)
         except OSError:  # taken by another thread or run, or trimmed
             continue
         try:
-            if any(p.is_symlink() for p in (taken, taken / "tree", taken / "capture.index")):
+            if (ws.folder.is_symlink() or any(p.is_symlink() for p in (ws.tree, ws.index)) or not ws.tree.is_dir()
+                    or not ws.index.is_file()):
                 raise OSError("not a kept work tree")
-            os.rename(taken / "capture.index", ws.index)
-            os.rename(taken / "tree", ws.tree)
+            _empty(ws.tmp)  # kept by an earlier version of plait: none
         except OSError as exc:  # incomplete: never used
             log.info("removed an incomplete kept work tree %s: %s", spare, exc)
-            remove(taken)
-            _discard_tree(ws)
+            remove(ws.folder)
             continue
-        remove(taken)
         try:
-            remove(ws.tree / ".git")
             env = {"GIT_INDEX_FILE": str(ws.index)}
-            git.run(f"--work-tree={ws.tree}", "clean", "-ffdqx", cwd=ws.tree, env=env)
+            git.run(f"--work-tree={ws.tree}", "clean", "-ffdqx", cwd=ws.tree, env=env)  # leaves .git alone
             git.run(f"--work-tree={ws.tree}", "read-tree", "--reset", "-u", ws.base, cwd=ws.tree, env=env)
             return True
         except (OSError, GitError) as exc:
             log.warning("could not reuse a finished workspace (%s): checking out afresh", exc)
-            _discard_tree(ws)
+            remove(ws.folder)
             return False
     return False
-
-
-def _discard_tree(ws: Workspace) -> None:
-    remove(ws.tree)
-    with contextlib.suppress(OSError):
-        ws.index.unlink()
 
 
 def trim(spares: Path, keep: int) -> list[Path]:
@@ -230,23 +234,59 @@ def _init_config(git: Git, beside: Path) -> str:
         return _INIT_CONFIG[device]
 
 
+PACKED_REFS_HEADER = "# pack-refs with: peeled fully-peeled sorted \n"
+
+
 def _agent_repository(git: Git, ws: Workspace, branch: str) -> None:
     """The agent's own repository in `tree/.git`, on `branch` at the base, borrowing the user's objects;
-    its index a copy of plait's, so `git status` there starts clean."""
+    its index a copy of plait's, so `git status` there starts clean.
+
+    What `git init --template= -b BRANCH` makes, written here (a process less per workspace) with the config git
+    init writes on this file system, in as few files and folders as git needs: the branch is in `packed-refs`.
+    In a kept work tree, the last agent's repository is rewritten in place when it holds exactly those files
+    and folders (nothing added, nothing linked); otherwise it is removed and made anew."""
     dot_git = os.path.join(ws.tree, ".git")
-    # What `git init --template= -b BRANCH` makes, written here (a process less per workspace) with the config
-    # git init writes on this file system.
-    for folder in ("objects/info", "objects/pack", "refs/tags", os.path.dirname(f"refs/heads/{branch}")):
-        os.makedirs(os.path.join(dot_git, folder), exist_ok=True)
+    shallow = git.common_dir / "shallow"
+    layout = _AGENT_LAYOUT | ({"shallow": False} if shallow.is_file() else {})
+    if not _has_layout(dot_git, layout):
+        remove(Path(dot_git))
+        os.makedirs(os.path.join(dot_git, "objects", "info"))
+        os.mkdir(os.path.join(dot_git, "refs"))
     identity = f"[user]\n\tname = {AGENT_IDENTITY[0]}\n\temail = {AGENT_IDENTITY[1]}\n"
     for name, text in (("HEAD", f"ref: refs/heads/{branch}\n"), ("config", _init_config(git, ws.folder) + identity),
-                       ("objects/info/alternates", f"{git.objects_dir}\n"), (f"refs/heads/{branch}", f"{ws.base}\n")):
+                       ("objects/info/alternates", f"{git.objects_dir}\n"),
+                       ("packed-refs", f"{PACKED_REFS_HEADER}{ws.base} refs/heads/{branch}\n")):
         with open(os.path.join(dot_git, name), "w") as f:
             f.write(text)
-    shallow = git.common_dir / "shallow"
-    if shallow.is_file():
+    if "shallow" in layout:
         shutil.copyfile(shallow, os.path.join(dot_git, "shallow"))
     shutil.copyfile(ws.index, os.path.join(dot_git, "index"))
+
+
+# The agent's repository as `_agent_repository` makes it: name -> a folder (its entries) or a file (False).
+_AGENT_LAYOUT: dict[str, Any] = {"HEAD": False, "config": False, "packed-refs": False, "index": False,
+                                 "objects": {"info": {"alternates": False}}, "refs": {}}
+
+
+def _has_layout(folder: str, layout: dict[str, Any]) -> bool:
+    """Whether `folder` holds exactly `layout`: folders and files (regular, one link each), nothing else."""
+    try:
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):
+            return False
+        with os.scandir(folder) as it:
+            entries = {e.name: e for e in it}
+        if entries.keys() != layout.keys():
+            return False
+        for name, inside in layout.items():
+            st = entries[name].stat(follow_symlinks=False)
+            if inside is False:
+                if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+                    return False
+            elif not (stat.S_ISDIR(st.st_mode) and _has_layout(entries[name].path, inside)):
+                return False
+    except OSError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)

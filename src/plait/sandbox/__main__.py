@@ -35,7 +35,7 @@ TYPE_CHECKING = False  # typing takes longer to import than all the rest; mypy t
 if TYPE_CHECKING:
     import signal
     from collections.abc import Callable
-    from typing import NoReturn
+    from typing import Any, NoReturn
 else:
     # The builtin behind `signal`, with the same functions and numbers: `signal` wraps them in
     # enums, and importing `enum` took an eighth of the launcher's start.
@@ -173,6 +173,9 @@ def _is_regular(fd: int) -> bool:
 
 
 def spawn(argv: list[str]) -> int:
+    popen = getattr(sys.modules.get("subprocess"), "Popen", None)
+    if popen is not None:
+        return _spawn_vfork(popen, argv)
     pid = os.fork()
     if pid:
         return pid
@@ -183,6 +186,28 @@ def spawn(argv: list[str]) -> int:
     except OSError as exc:
         print(f"plait.sandbox: cannot run {argv[0]}: {exc.strerror}", file=sys.stderr, flush=True)
     os._exit(127)
+
+
+def _spawn_vfork(popen: Callable[..., Any], argv: list[str]) -> int:
+    # Where subprocess is loaded already (the launch server loads it), the command is started as Popen
+    # starts one: vfork and exec, no copy of this process's memory. Dispositions survive exec only when
+    # ignored: INT and TERM get a handler here (we still never die of them), so the command starts with
+    # their defaults, as Popen's restore_signals gives it PIPE's and XFSZ's.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _ignore)
+    try:
+        _spawned.append(popen(argv, restore_signals=True, close_fds=False))  # kept: a dropped Popen reaps
+        return int(_spawned[-1].pid)
+    except OSError as exc:
+        print(f"plait.sandbox: cannot run {argv[0]}: {exc.strerror}", file=sys.stderr, flush=True)
+        os._exit(127)
+
+
+_spawned: list[Any] = []
+
+
+def _ignore(*_: object) -> None:
+    pass
 
 
 def execvp(argv: list[str]) -> NoReturn:

@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import array
 import contextlib
+import gc
 import json
 import os
 import select
 import socket
+import subprocess  # noqa: F401 - loaded here, the launcher starts commands with it (no copy of memory)
 import sys
 
 from plait.sandbox import __main__ as launcher  # ignores INT and TERM: plait stops this server, not a Ctrl-C
@@ -47,6 +49,8 @@ def main() -> None:
 
 
 def serve(sock: socket.socket) -> None:
+    gc.disable()  # nothing here makes cycles; a collection in a forked child would copy every page it visits
+    gc.freeze()
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # only so that SIGCHLD writes to wake_w
