@@ -212,3 +212,75 @@ def test_in_a_linked_worktree_stand_ins_go_to_the_shared_object_store(tmp_path: 
     assert objects.write_commit(g.objects_dir, g.tree_of(base), [base], "stand-in") == old
     assert path.stat().st_mtime > 0  # freshened, as git does, so a prune of old objects spares it
     assert git(tmp_path / "linked", "cat-file", "-t", old) == "commit" == git(main, "cat-file", "-t", old)
+
+
+FOOTPRINT_BASE = {"a/x.txt": "x\n", "a/y.txt": "y\n", "b/z.txt": "z\n", "top.txt": "t\n", "d/e/f.txt": "f\n"}
+
+
+
+def _changes(files: dict[str, str | None]) -> tuple[list[str], list[str]]:
+    return sorted(files), sorted(p for p, text in files.items() if text is None)
+
+
+@pytest.mark.parametrize(("one", "other", "clear"), [
+    ({"a/new1.txt": "1\n"}, {"a/new2.txt": "2\n"}, True),  # new files side by side
+    ({"top.txt": "changed\n"}, {"b/z.txt": "changed\n", "b/w.txt": "w\n"}, True),
+    ({"a/x.txt": "1\n"}, {"a/x.txt": "2\n"}, False),  # the same file
+    ({"n": "a file\n"}, {"n/inner.txt": "in a folder\n"}, False),  # a file where the other makes a folder
+    # a folder moved: git takes what the other adds there as moved too
+    ({"a/x.txt": None, "a/y.txt": None, "c/x.txt": "x\n", "c/y.txt": "y\n"}, {"a/new.txt": "n\n"}, False),
+    ({"d/e/f.txt": None}, {"d/g.txt": "g\n"}, False),  # a deletion keeps others out of its folders
+])
+def test_a_footprint_clears_only_heads_that_cannot_conflict(tmp_path: Path, one: dict[str, str | None],
+                                                           other: dict[str, str | None], clear: bool) -> None:
+    repo = make_repo(tmp_path / "repo", FOOTPRINT_BASE)
+    g = Git.discover(repo)
+    base = g.resolve_commit("HEAD")
+    a, b = commit_on(repo, base, one), commit_on(repo, base, other)
+    for first, second in ((one, other), (other, one)):
+        footprint = merge.Footprint()
+        footprint.add(*_changes(first))
+        assert footprint.clear_of(*_changes(second)) == clear
+    if clear:
+        assert merge.merge_tree(g, a, b).clean
+    elif len(one) == 1 and "a/x.txt" in one:
+        assert not merge.merge_tree(g, a, b).clean
+
+
+def test_whatever_heads_change_a_footprint_never_clears_one_that_conflicts(tmp_path: Path) -> None:
+    """Random changes (adds, edits, deletions, files and folders of the same name) to a small tree: every head
+    the footprint of the others clears merges with their merge without a conflict."""
+    import random
+
+    rng = random.Random(7)
+    names = ["a", "a/b", "a/b/c", "a/c", "b", "b/a", "c"]
+    repo = make_repo(tmp_path / "repo", {"a/b/c": "1\n2\n3\n", "a/c": "x\n", "b/a": "y\n", "c": "z\n"})
+    g = Git.discover(repo)
+    base = g.resolve_commit("HEAD")
+    start = {"a/b/c", "a/c", "b/a", "c"}
+    cleared = 0
+    for _ in range(30):
+        heads = []
+        for _ in range(3):
+            changes: dict[str, str | None] = {}
+            files = set(start)
+            for _ in range(rng.randint(1, 3)):
+                path = rng.choice(names)
+                if path in files and rng.random() < 0.4:
+                    files.discard(path)
+                    changes[path] = None
+                elif not any(f != path and (f.startswith(path + "/") or path.startswith(f + "/")) for f in files):
+                    files.add(path)
+                    changes[path] = f"{rng.random()}\n"
+            if changes:
+                heads.append((commit_on(repo, base, changes), changes))
+        footprint = merge.Footprint()
+        chain = merge.Chain(g, base, "m")
+        for sha, changes in heads:
+            clear = footprint.clear_of(*_changes(changes))
+            footprint.add(*_changes(changes))
+            conflict = chain.add(sha, sha, [base])
+            if clear:
+                cleared += 1
+                assert conflict is None, (heads, sha)
+    assert cleared >= 10  # the footprint clears heads often enough for the check to mean something

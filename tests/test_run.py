@@ -9,6 +9,7 @@ import pytest
 
 from plait import api
 from plait.errors import PlaitError
+from plait.git import merge
 from plait.run.engine import RunOptions
 from runfixtures import events, git, make_repo, overlaps, snapshot, spans, task, write_plan
 
@@ -113,6 +114,31 @@ def test_conflicting_parallel_tasks_are_caught_by_the_radar(tmp_path: Path) -> N
     assert status == "failed"
     report = (repo / ".plait" / "runs" / run_id / "INTEGRATION-REPORT.md").read_text()
     assert "shared.txt" in report
+
+
+def test_the_radar_merges_only_once_a_finished_task_could_conflict(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    merged: list[str] = []
+    real = merge.Chain.add
+
+    def spy(self: merge.Chain, name: str, sha: str, starts: Any = ()) -> Any:
+        if self.message == "radar":
+            merged.append(name)
+        return real(self, name, sha, starts)
+
+    monkeypatch.setattr(merge.Chain, "add", spy)
+    repo = make_repo(tmp_path / "repo", {"shared.txt": "base\n"})
+    status, _ = run_plan(repo, [task(n, {f"{n}.txt": f"{n}\n"}) for n in "abc"])
+    assert status == "completed" and merged == []  # none could conflict with another: no merge needed
+    status, run_id = run_plan(repo, [task("a", {"a.txt": "a\n"}), task("b", {"b.txt": "b\n"}),
+                                     task("left", {"shared.txt": "left\n"}),
+                                     task("right", {"shared.txt": "right\n"}, delay="0.3s")])
+    assert status == "failed"
+    # The last of left and right to finish could conflict: everything finished before it is merged, then it.
+    assert sorted(merged) == ["a", "b", "left", "right"]
+    conflict = [e for e in events(repo, run_id) if e["kind"] == "task.conflict"]
+    assert [(e["task"], e["data"]) for e in conflict] == [
+        (merged[-1], {"with": ({"left", "right"} - {merged[-1]}).pop(), "files": ["shared.txt"]})]
 
 
 def test_preflight_failure_blocks_the_run_with_one_line_per_check(tmp_path: Path) -> None:

@@ -113,6 +113,7 @@ class TaskRecord:
     review: ReviewRecord | None = None  # None: the task is not reviewed (or failed before its review)
     # The workspace's environment (docs/environment.md): ports, slot, copied files, caches, setup and teardown.
     environment: dict[str, Any] | None = None
+    files_deleted: list[str] = field(default_factory=list)  # those of `files_changed` the task deleted
 
 
 def context_doc(record: TaskRecord, task: Task, plan: Plan, summary: str) -> dict[str, Any]:

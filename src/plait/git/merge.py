@@ -198,6 +198,40 @@ class Chain:
         return outcome
 
 
+class Footprint:
+    """Where a set of heads changed the tree (each against the commit it was built on), to tell a head whose merge
+    with all of them cannot conflict without asking git: it changes none of their files, makes no folder of
+    theirs a file nor a file of theirs a folder, and changes nothing in a folder where a file was deleted, by
+    either side (git may take such a folder as renamed, and move what the other side added there)."""
+
+    def __init__(self) -> None:
+        self.files: set[str] = set()
+        self.folders: set[str] = set()  # every folder above a changed file
+        self.vacated: set[str] = set()  # every folder above a deleted file
+
+    def clear_of(self, changed: Sequence[str], deleted: Sequence[str]) -> bool:
+        """Whether a head changing `changed` (deleting `deleted`, among them) stays clear of every head added."""
+        for path in changed:
+            if path in self.files or path in self.folders:
+                return False
+            if any(folder in self.files or folder in self.vacated for folder in _folders(path)):
+                return False
+        return not any(folder in self.folders for path in deleted for folder in _folders(path))
+
+    def add(self, changed: Sequence[str], deleted: Sequence[str]) -> None:
+        for path in changed:
+            self.files.add(path)
+            self.folders.update(_folders(path))
+        for path in deleted:
+            self.vacated.update(_folders(path))
+
+
+def _folders(path: str) -> list[str]:
+    """The folders above `path`, not the top: `a/b/c` -> `a/b`, `a`."""
+    parts = path.split("/")[:-1]
+    return ["/".join(parts[:n]) for n in range(len(parts), 0, -1)]
+
+
 def merge_commits(git: Git, base: str, heads: Sequence[tuple[str, str]], message: str) -> MergeResult:
     """Merge `heads` (name, sha) into `base` one at a time, in the order given (see `Chain`). Stops at the
     first conflict."""

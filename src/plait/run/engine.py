@@ -86,6 +86,10 @@ class Engine:
         # Every finished task that merges, in order; no ref names its commits.
         self.radar = merge.Chain(ctx.git, ctx.base_sha, "radar", merges, internal=True)
         self.radar_left_out: set[str] = set()  # finished tasks the radar found in conflict
+        # Where the finished tasks changed the tree: a task clear of all of them cannot conflict, and waits (in
+        # `radar_waiting`) to be merged until one that could comes. None once that is not known for one.
+        self.radar_footprint: merge.Footprint | None = merge.Footprint()
+        self.radar_waiting: list[tuple[str, str, list[str]]] = []  # (task, commit, starts), in finishing order
         # The radar and the integration's merge advance on a thread of their own as tasks finish (in the order
         # they finish), so the loop starts the next task at once and the run's end has little left to merge.
         self.merger = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plait-merge")
@@ -257,7 +261,7 @@ class Engine:
             self.sched.hold(tid)  # verified, but done only once its level's review approves it
             self.held[tid] = rec
         elif rec.ok and rec.commit_sha:
-            self._done(tid, rec.commit_sha, rec.files_changed)
+            self._done(tid, rec.commit_sha, (rec.files_changed, rec.files_deleted))
         elif retry:
             if rec.session_id and throttled:
                 self.resumable[tid] = (rec.session_id, rec.base_sha)
@@ -270,14 +274,16 @@ class Engine:
             self._failed_for_good(tid, rec.error)
         self._check_budget()
 
-    def _done(self, tid: str, commit: str, files: list[str]) -> None:
+    def _done(self, tid: str, commit: str, changes: tuple[list[str], list[str]]) -> None:
+        """A task verified (and reviewed): `changes` are its files changed and, among them, deleted."""
+        files = changes[0]
         self.sched.mark_done(tid)
         self.commits[tid] = commit
         ctx_file = self.ctx.paths.task_dir(tid) / "context.json"
         self.contexts[tid] = json.loads(ctx_file.read_text()) if ctx_file.exists() else {}
         self.emit(EventKind.TASK_DONE, tid, {"commit": commit, "files": files},
                   task={"state": TaskState.DONE, "commit_sha": commit, "finished_at": time.time()})
-        self._merge_finished(tid, commit, report=True)
+        self._merge_finished(tid, commit, report=True, changes=changes)
 
     def _failed_for_good(self, tid: str, error: str) -> None:
         self._fail(tid, error, TaskState.CANCELLED if self.cancel.is_set() else TaskState.FAILED)
@@ -301,7 +307,7 @@ class Engine:
         self.spent += outcome.cost_usd
         for rec in outcome.records:
             if rec.ok and rec.commit_sha:
-                self._done(rec.task_id, rec.commit_sha, rec.files_changed)
+                self._done(rec.task_id, rec.commit_sha, (rec.files_changed, rec.files_deleted))
             else:
                 self._failed_for_good(rec.task_id, rec.error)
         self._check_budget()
@@ -364,24 +370,42 @@ class Engine:
                       task={"state": TaskState.CANCELLED, "error": f"--max-cost {limit} spent"})
 
     # -- conflict radar and the integration's merge, on the merger thread ----------------------------------
-    def _merge_finished(self, tid: str, commit: str, report: bool) -> None:
+    def _merge_finished(self, tid: str, commit: str, report: bool,
+                        changes: tuple[list[str], list[str]] | None = None) -> None:
         """A finished task: merged as far as it lets the integration's merge go, and into the radar (a dry-run
-        merge with everything finished before it), whose conflicts the loop reports (with `report`)."""
+        merge with everything finished before it), whose conflicts the loop reports (with `report`). `changes`:
+        its files changed and deleted, when known."""
         self.weaving.append(self.merger.submit(self._weave, tid, commit))
-        self.merging.append((tid, report, self.radar_merger.submit(self._radar_finished, tid, commit)))
+        self.merging.append((tid, report, self.radar_merger.submit(self._radar_finished, tid, commit, changes)))
 
     def _weave(self, tid: str, commit: str) -> None:
         self.woven[tid] = commit
         self.weave.advance(self.woven)
 
-    def _radar_finished(self, tid: str, commit: str) -> list[dict[str, Any]]:
-        found = self._radar_merge(tid, commit)
+    def _radar_finished(self, tid: str, commit: str, changes: tuple[list[str], list[str]] | None,
+                        ) -> list[dict[str, Any]]:
+        found = self._radar_merge(tid, commit, changes)
         self.radar_seen[tid] = commit
         return found
 
-    def _radar_merge(self, tid: str, commit: str) -> list[dict[str, Any]]:
+    def _radar_merge(self, tid: str, commit: str, changes: tuple[list[str], list[str]] | None,
+                     ) -> list[dict[str, Any]]:
         needs = self.tasks[tid].needs
         starts = [self.radar_seen[d] for d in needs if d in self.radar_seen] if needs else [self.ctx.base_sha]
+        footprint = self.radar_footprint
+        if changes is None:  # a task restored from before: where it changed the tree is not known here
+            self.radar_footprint = footprint = None
+        elif footprint is not None:
+            clear = footprint.clear_of(*changes)
+            footprint.add(*changes)
+            if clear:  # no conflict is possible: merged only when a task that could conflict comes
+                self.radar_waiting.append((tid, commit, starts))
+                return []
+        for waiting in self.radar_waiting:  # clear of one another and of all before them: they merge cleanly
+            if self.radar.add(*waiting) is not None:
+                log.warning("the conflict radar found %s in conflict after all", waiting[0])
+                self.radar_left_out.add(waiting[0])
+        self.radar_waiting.clear()
         conflict = self.radar.add(tid, commit, starts)
         if conflict is None:
             return []

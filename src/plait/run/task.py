@@ -359,7 +359,8 @@ class Attempt:
         changed = [p for _, p in captured_tree.changed]
         deviations, violations = out_of_scope(changed, task.files), contract_violations(ctx.plan, task, changed)
         self.captured = {"commit_sha": commit, "files_changed": changed, "deviations": deviations,
-                         "contract_violations": violations}
+                         "contract_violations": violations,
+                         "files_deleted": [p for status, p in captured_tree.changed if status == "D"]}
         self.emit(EventKind.TASK_CAPTURED, {"commit": commit, "files": changed, "deviations": deviations,
                                             "contract_violations": violations},
                   task={"commit_sha": commit, "deviations_json": json.dumps(deviations)})
