@@ -147,6 +147,35 @@ def test_merging_through_a_hand_written_stand_in_is_merging_through_commit_tree(
     assert [merge.merge_tree(g, chain.commit, h).clean for h in heads] == [False, False, True, True]
 
 
+def test_plaits_own_commits_written_by_hand_are_the_commits_git_commit_tree_makes(repo: Path, tmp_path: Path,
+                                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                                  ) -> None:
+    g = Git.discover(repo)
+    base = g.resolve_commit("HEAD")
+    a = commit_on(repo, base, {"a.txt": "a\n"})
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # +0530: the offset is the local one, minutes included
+    objects.time.tzset()
+    monkeypatch.setattr(objects.time, "time", lambda: 1_900_000_000.25)
+    assert g.plain_commits
+    message = "[plait r1] t: änderung — a title\n"
+    by_hand = g.commit(g.tree_of(a), [base, a], message)
+    dated = {"GIT_AUTHOR_DATE": "1900000000 +0530", "GIT_COMMITTER_DATE": "1900000000 +0530"}
+    by_git = git(repo, "commit-tree", g.tree_of(a), "-p", base, "-p", a, "-F", "-", input=message,
+                 env={**dated, "GIT_AUTHOR_NAME": "plait", "GIT_AUTHOR_EMAIL": "plait@localhost",
+                      "GIT_COMMITTER_NAME": "plait", "GIT_COMMITTER_EMAIL": "plait@localhost"})
+    monkeypatch.undo()
+    objects.time.tzset()
+    assert git(repo, "cat-file", "-p", by_hand) == git(repo, "cat-file", "-p", by_git)
+    assert by_hand == by_git
+    git(repo, "fsck", "--strict", "--no-progress")
+    latin = make_repo(tmp_path / "latin")
+    git(latin, "config", "i18n.commitEncoding", "ISO-8859-1")  # git records the encoding: git writes these
+    g = Git.discover(latin)
+    assert g.plain_objects and not g.plain_commits
+    head = g.resolve_commit("HEAD")
+    assert "encoding ISO-8859-1" in git(latin, "cat-file", "-p", g.commit(g.tree_of(head), [head], "é\n"))
+
+
 def test_other_object_formats_and_shared_repositories_keep_git_commit_tree(tmp_path: Path,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     sha256 = tmp_path / "sha256"

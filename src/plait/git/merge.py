@@ -178,8 +178,9 @@ class Chain:
             if outcome.tree is None:
                 partners = tuple(n for n, s in self.merged if would_conflict(git, s, sha))
                 return Conflict(name, sha, outcome.conflicts, partners)
-            commit = stand_in if self.internal else commit_tree
-            self.commit = commit(git, outcome.tree, [self.commit, sha], f"{self.message}: merge {name}")
+            parents, message = [self.commit, sha], f"{self.message}: merge {name}"
+            self.commit = (stand_in(git, outcome.tree, parents, message) if self.internal
+                           else git.commit(outcome.tree, parents, message))
             self.made, self.tree = True, outcome.tree
         self.merged.append((name, sha))
         self.inside.add(sha)

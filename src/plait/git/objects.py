@@ -1,4 +1,5 @@
-"""Commit objects written straight into the object store, for commits no one sees: a merge's stand-in.
+"""Commit objects written straight into the object store: a merge's stand-in (a commit no one sees), and the
+commits plait makes one or two of per task (its capture, the integration's merge), as `git commit-tree` would.
 
 `git commit-tree` costs a process (~3 ms of CPU) per commit, and a merge chain makes a stand-in for most
 tasks (`plait.git.merge.Chain`). A commit is small enough to write as git itself writes a loose object:
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,18 +27,27 @@ IDENTITY = "plait <plait@localhost> 4102444800 +0000"  # 2100-01-01
 HEX_DIGITS = frozenset("0123456789abcdef")
 
 
-def commit_bytes(tree: str, parents: Sequence[str], message: str) -> bytes:
+def now(who: str) -> str:
+    """`who` ("name <email>") with the time now, as git dates a commit: seconds and the local offset."""
+    seconds = time.time()
+    offset = time.localtime(seconds).tm_gmtoff // 60
+    sign = "-" if offset < 0 else "+"
+    return f"{who} {int(seconds)} {sign}{abs(offset) // 60:02d}{abs(offset) % 60:02d}"
+
+
+def commit_bytes(tree: str, parents: Sequence[str], message: str, identity: str = IDENTITY) -> bytes:
     """The body of a commit object, as `git cat-file commit` prints it."""
-    lines = [f"tree {tree}", *(f"parent {p}" for p in parents), f"author {IDENTITY}", f"committer {IDENTITY}"]
+    lines = [f"tree {tree}", *(f"parent {p}" for p in parents), f"author {identity}", f"committer {identity}"]
     return ("\n".join(lines) + "\n\n" + message.rstrip("\n") + "\n").encode()
 
 
-def write_commit(objects_dir: Path, tree: str, parents: Sequence[str], message: str) -> str:
-    """Write a commit of `tree` with `parents` as a loose object (if it is not there yet); its id."""
+def write_commit(objects_dir: Path, tree: str, parents: Sequence[str], message: str, identity: str = IDENTITY) -> str:
+    """Write a commit of `tree` with `parents` as a loose object (if it is not there yet); its id. `identity`:
+    author and committer with their date (`now`); a stand-in's by default."""
     for sha in (tree, *parents):
         if len(sha) != 40 or not HEX_DIGITS.issuperset(sha):
             raise ValueError(f"not a SHA-1 object id: {sha!r}")
-    body = commit_bytes(tree, parents, message)
+    body = commit_bytes(tree, parents, message, identity)
     data = b"commit %d\0" % len(body) + body
     sha = hashlib.sha1(data).hexdigest()
     folder = objects_dir / sha[:2]

@@ -315,7 +315,7 @@ def capture(git: Git, ws: Workspace, message: str) -> Capture:
     if not changed:
         return Capture(ws.base, [])
     tree = git.run("write-tree", env=env).strip()
-    commit = git.run("commit-tree", "--no-gpg-sign", tree, "-p", ws.base, "-F", "-", input=message).strip()
+    commit = git.commit(tree, [ws.base], message)
     return Capture(commit, changed)
 
 
