@@ -98,8 +98,8 @@ class Engine:
         self.radar_merger = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plait-radar")
         self.weaving: list[Future[None]] = []  # the integration's merges, whose errors are the run's
         # (task, report its conflicts, the merge's future) for each finished task, in the order they finished
-        self.merging: list[tuple[str, bool, Future[list[dict[str, Any]]]]] = []
-        self.radar_seen: dict[str, str] = {}  # the merger's own: what finished before, for a conflict's partners
+        self.merging: list[tuple[str, bool, Future[list[dict[str, Any]]] | None]] = []
+        self.radar_seen: dict[str, str] = {}  # what finished, in order: a task's starts and a conflict's partners
         self.order = graph.topological_order({t.id: list(t.needs) for t in plan.tasks})  # the integration's
         self.weave = integrate.Weave(ctx, self.order, merges)
         self.woven: dict[str, str] = {}  # the merger's copy of `commits`
@@ -374,45 +374,45 @@ class Engine:
                         changes: tuple[list[str], list[str]] | None = None) -> None:
         """A finished task: merged as far as it lets the integration's merge go, and into the radar (a dry-run
         merge with everything finished before it), whose conflicts the loop reports (with `report`). `changes`:
-        its files changed and deleted, when known."""
+        its files changed and deleted, when known. A task the radar's footprint clears cannot conflict: it waits,
+        unmerged, for the next one that could (this thread decides; the radar's thread merges)."""
         self.weaving.append(self.merger.submit(self._weave, tid, commit))
-        self.merging.append((tid, report, self.radar_merger.submit(self._radar_finished, tid, commit, changes)))
+        needs = self.tasks[tid].needs
+        starts = [self.radar_seen[d] for d in needs if d in self.radar_seen] if needs else [self.ctx.base_sha]
+        self.radar_seen[tid] = commit
+        if changes is None:  # a task restored from before: where it changed the tree is not known here
+            self.radar_footprint = None
+        elif self.radar_footprint is not None:
+            clear = self.radar_footprint.clear_of(*changes)
+            self.radar_footprint.add(*changes)
+            if clear:
+                self.radar_waiting.append((tid, commit, starts))
+                self.merging.append((tid, report, None))
+                return
+        waiting, self.radar_waiting = self.radar_waiting, []
+        before = {t: c for t, c in self.radar_seen.items() if t != tid}  # what it may conflict with
+        self.merging.append((tid, report, self.radar_merger.submit(self._radar_merge, tid, commit, starts, waiting,
+                                                                   before)))
 
     def _weave(self, tid: str, commit: str) -> None:
         self.woven[tid] = commit
         self.weave.advance(self.woven)
 
-    def _radar_finished(self, tid: str, commit: str, changes: tuple[list[str], list[str]] | None,
-                        ) -> list[dict[str, Any]]:
-        found = self._radar_merge(tid, commit, changes)
-        self.radar_seen[tid] = commit
-        return found
-
-    def _radar_merge(self, tid: str, commit: str, changes: tuple[list[str], list[str]] | None,
-                     ) -> list[dict[str, Any]]:
-        needs = self.tasks[tid].needs
-        starts = [self.radar_seen[d] for d in needs if d in self.radar_seen] if needs else [self.ctx.base_sha]
-        footprint = self.radar_footprint
-        if changes is None:  # a task restored from before: where it changed the tree is not known here
-            self.radar_footprint = footprint = None
-        elif footprint is not None:
-            clear = footprint.clear_of(*changes)
-            footprint.add(*changes)
-            if clear:  # no conflict is possible: merged only when a task that could conflict comes
-                self.radar_waiting.append((tid, commit, starts))
-                return []
-        for waiting in self.radar_waiting:  # clear of one another and of all before them: they merge cleanly
-            if self.radar.add(*waiting) is not None:
-                log.warning("the conflict radar found %s in conflict after all", waiting[0])
-                self.radar_left_out.add(waiting[0])
-        self.radar_waiting.clear()
+    def _radar_merge(self, tid: str, commit: str, starts: list[str], waiting: list[tuple[str, str, list[str]]],
+                     before: dict[str, str]) -> list[dict[str, Any]]:
+        """On the radar's thread: the tasks that waited (clear of one another and of all before them: they merge
+        cleanly), then `tid`; its conflicts with the tasks finished `before` it."""
+        for name, sha, its_starts in waiting:
+            if self.radar.add(name, sha, its_starts) is not None:
+                log.warning("the conflict radar found %s in conflict after all", name)
+                self.radar_left_out.add(name)
         conflict = self.radar.add(tid, commit, starts)
         if conflict is None:
             return []
         self.radar_left_out.add(tid)
         # Every task finished before it that clashes with it on its own (those the radar left out too).
         suspects = set(conflict.conflicts_with) | self.radar_left_out
-        found = [{"with": other, "files": list(files)} for other, sha in self.radar_seen.items()
+        found = [{"with": other, "files": list(files)} for other, sha in before.items()
                  if other in suspects and (files := merge.would_conflict(self.ctx.git, sha, commit))]
         # No single task clashes: only the combination of earlier work does.
         return found or [{"with": "the merge of the tasks finished before it", "files": list(conflict.files)}]
@@ -424,9 +424,9 @@ class Engine:
             woven = self.weaving.pop(0)
             if not woven.cancelled():
                 woven.result()
-        while self.merging and (wait_all or self.merging[0][2].done()):
+        while self.merging and (wait_all or self.merging[0][2] is None or self.merging[0][2].done()):
             tid, report, fut = self.merging.pop(0)
-            if fut.cancelled():
+            if fut is None or fut.cancelled():  # cleared by the footprint: nothing to report
                 continue
             found = fut.result()
             for i, data in enumerate(found if report else [], start=1):
