@@ -77,6 +77,17 @@ def tree_bytes(tree: Path) -> int:
                for f in fs)
 
 
+_SCRATCH: list[tempfile.TemporaryDirectory[str]] = []
+
+
+def scratch(prefix: str) -> str:
+    """A temporary folder for one measured run, removed only when the benchmark ends: on a file system that
+    avoids reusing an inode for minutes after it is freed (ext4 without a journal, as here), creating files right
+    after a mass deletion costs several times more, and the next round would pay for this one's cleanup."""
+    _SCRATCH.append(tempfile.TemporaryDirectory(prefix=prefix))
+    return _SCRATCH[-1].name
+
+
 WARM_UP = 8  # tasks of the warm-up run, with --jobs 8: it leaves the work trees of 8 jobs
 
 
@@ -97,55 +108,55 @@ def warm_up(repo: Path, env: dict[str, str]) -> None:
 
 def run_plait(src: Path, files: int, tasks: int, shim: Path | None = None, warm: bool = False,
               jobs: int = 8) -> dict[str, float]:
-    with tempfile.TemporaryDirectory(prefix="plait-cost-") as tmp:
-        plan = make_repo(Path(tmp) / "repo", files, tasks, "task-cost")
-        cache = Path(tmp) / "cache"
-        env = {**ENV, "PYTHONPATH": str(src), "XDG_CACHE_HOME": str(cache)}
-        if shim is not None:
-            env["PATH"] = f"{shim}:{env['PATH']}"
-        if warm:
-            warm_up(plan.parent, env)
-        spares = [s for repo in _dirs(cache / "plait" / "workspaces") for s in _dirs(repo) if s.name == "_spare"]
-        kept_before = sum(kept(s) for s in spares)
-        db = sqlite3.connect(plan.parent / ".git" / "plait" / "state.db") if warm else None
-        earlier = {row[0] for row in db.execute("SELECT id FROM runs")} if db else set()
-        if db:
-            db.close()
-        peak, stop = [0], threading.Event()
-
-        def sample() -> None:
-            while not stop.wait(1.0):
-                peak[0] = max(peak[0], checkouts(cache / "plait" / "workspaces"))
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        start = time.perf_counter()
-        child = subprocess.Popen([sys.executable, "-m", "plait", "run", str(plan), "--jobs", str(jobs)],
-                                 cwd=plan.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        assert child.stderr is not None
-        err = child.stderr.read()
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-        wall = time.perf_counter() - start
-        stop.set()
-        sampler.join()
-        db = sqlite3.connect(plan.parent / ".git" / "plait" / "state.db")
-        (run_id,) = {row[0] for row in db.execute("SELECT id FROM runs")} - earlier
-        ts = {kind: (lo, hi) for kind, lo, hi in
-              db.execute("SELECT kind, min(ts), max(ts) FROM events WHERE run_id=? GROUP BY kind", (run_id,))}
-        failed = db.execute("SELECT count(*) FROM events WHERE kind='task.failed' AND run_id=?",
-                            (run_id,)).fetchone()[0]
+    tmp = scratch("plait-cost-")
+    plan = make_repo(Path(tmp) / "repo", files, tasks, "task-cost")
+    cache = Path(tmp) / "cache"
+    env = {**ENV, "PYTHONPATH": str(src), "XDG_CACHE_HOME": str(cache)}
+    if shim is not None:
+        env["PATH"] = f"{shim}:{env['PATH']}"
+    if warm:
+        warm_up(plan.parent, env)
+    spares = [s for repo in _dirs(cache / "plait" / "workspaces") for s in _dirs(repo) if s.name == "_spare"]
+    kept_before = sum(kept(s) for s in spares)
+    db = sqlite3.connect(plan.parent / ".git" / "plait" / "state.db") if warm else None
+    earlier = {row[0] for row in db.execute("SELECT id FROM runs")} if db else set()
+    if db:
         db.close()
-        spares = [s for repo in _dirs(cache / "plait" / "workspaces") for s in _dirs(repo) if s.name == "_spare"]
-        if child.returncode != 0 and not failed:
-            raise RuntimeError(f"plait run failed ({child.returncode}): {err.decode()[-800:]}")
-        run_start, run_end = ts["run.started"][0], ts["run.finished"][1]
-        tail = run_end - ts["task.done"][1]
-        # A run with failed tasks does not integrate: its tail is not the integration's (NaN).
-        return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss": usage.ru_maxrss / 1024,
-                "tail": tail if not failed else float("nan"), "tail_share": tail / (run_end - run_start)
-                if not failed else float("nan"), "held": peak[0], "tree_mb": tree_bytes(plan.parent) / 2**20,
-                "failed": failed, "kept_before": kept_before, "kept_after": sum(kept(s) for s in spares)}
+    peak, stop = [0], threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(1.0):
+            peak[0] = max(peak[0], checkouts(cache / "plait" / "workspaces"))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    start = time.perf_counter()
+    child = subprocess.Popen([sys.executable, "-m", "plait", "run", str(plan), "--jobs", str(jobs)],
+                             cwd=plan.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert child.stderr is not None
+    err = child.stderr.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - start
+    stop.set()
+    sampler.join()
+    db = sqlite3.connect(plan.parent / ".git" / "plait" / "state.db")
+    (run_id,) = {row[0] for row in db.execute("SELECT id FROM runs")} - earlier
+    ts = {kind: (lo, hi) for kind, lo, hi in
+          db.execute("SELECT kind, min(ts), max(ts) FROM events WHERE run_id=? GROUP BY kind", (run_id,))}
+    failed = db.execute("SELECT count(*) FROM events WHERE kind='task.failed' AND run_id=?",
+                        (run_id,)).fetchone()[0]
+    db.close()
+    spares = [s for repo in _dirs(cache / "plait" / "workspaces") for s in _dirs(repo) if s.name == "_spare"]
+    if child.returncode != 0 and not failed:
+        raise RuntimeError(f"plait run failed ({child.returncode}): {err.decode()[-800:]}")
+    run_start, run_end = ts["run.started"][0], ts["run.finished"][1]
+    tail = run_end - ts["task.done"][1]
+    # A run with failed tasks does not integrate: its tail is not the integration's (NaN).
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss": usage.ru_maxrss / 1024,
+            "tail": tail if not failed else float("nan"), "tail_share": tail / (run_end - run_start)
+            if not failed else float("nan"), "held": peak[0], "tree_mb": tree_bytes(plan.parent) / 2**20,
+            "failed": failed, "kept_before": kept_before, "kept_after": sum(kept(s) for s in spares)}
 
 
 def git_shim(folder: Path, log: Path) -> Path:
@@ -221,35 +232,35 @@ def script_round(files: int, tasks: int, recycle: bool) -> tuple[float, float]:
     """CPU per task of the hand-written script (see the module's docstring): of the processes it runs, and of its
     own interpreter; `recycle`: one folder for every task, reset to the base (`clean -ffdqx`, `read-tree --reset
     -u`) instead of a fresh checkout and a delete."""
-    with tempfile.TemporaryDirectory(prefix="plait-script-") as tmp:
-        repo = Path(tmp) / "repo"
-        make_repo(repo, files, 0)
-        env = {**ENV, "GIT_DIR": str(repo / ".git")}
-        base = git(repo, "rev-parse", "HEAD").strip()
-        radar = integration = base
-        before, own = cpu(), own_cpu()
-        for i in range(tasks):
-            ws = Path(tmp) / "ws" / ("t" if recycle else f"t{i}")
-            (ws / "tree").mkdir(parents=True, exist_ok=True)
-            wenv = {**env, "GIT_INDEX_FILE": str(ws / "index"), "GIT_WORK_TREE": str(ws / "tree")}
-            if recycle and i:
-                git(ws / "tree", "clean", "-ffdqx", env=wenv)
-            git(ws / "tree", "read-tree", "--reset", "-u", base, env=wenv)
-            (ws / "tree" / "out").mkdir()
-            (ws / "tree" / "out" / f"f{i}.txt").write_text(str(i))
-            git(ws / "tree", "add", "-A", env=wenv)
-            tree = git(ws / "tree", "write-tree", env=wenv).strip()
-            commit = git(repo, "commit-tree", tree, "-p", base, "-m", f"t{i}", env=env).strip()
-            git(repo, "update-ref", f"refs/heads/t{i}", commit, "0" * 40, env=env)
-            subprocess.run(["sh", "-c", "true"], cwd=ws / "tree", check=True)
-            for head in ("radar", "integration"):
-                ours = radar if head == "radar" else integration
-                merged = git(repo, "merge-tree", "--write-tree", ours, commit, env=env).split()[0]
-                new = git(repo, "commit-tree", merged, "-p", ours, "-p", commit, "-m", head, env=env).strip()
-                radar, integration = (new, integration) if head == "radar" else (radar, new)
-            if not recycle:
-                shutil.rmtree(ws)
-        return (cpu() - before) / tasks, (own_cpu() - own) / tasks
+    tmp = scratch("plait-script-")
+    repo = Path(tmp) / "repo"
+    make_repo(repo, files, 0)
+    env = {**ENV, "GIT_DIR": str(repo / ".git")}
+    base = git(repo, "rev-parse", "HEAD").strip()
+    radar = integration = base
+    before, own = cpu(), own_cpu()
+    for i in range(tasks):
+        ws = Path(tmp) / "ws" / ("t" if recycle else f"t{i}")
+        (ws / "tree").mkdir(parents=True, exist_ok=True)
+        wenv = {**env, "GIT_INDEX_FILE": str(ws / "index"), "GIT_WORK_TREE": str(ws / "tree")}
+        if recycle and i:
+            git(ws / "tree", "clean", "-ffdqx", env=wenv)
+        git(ws / "tree", "read-tree", "--reset", "-u", base, env=wenv)
+        (ws / "tree" / "out").mkdir()
+        (ws / "tree" / "out" / f"f{i}.txt").write_text(str(i))
+        git(ws / "tree", "add", "-A", env=wenv)
+        tree = git(ws / "tree", "write-tree", env=wenv).strip()
+        commit = git(repo, "commit-tree", tree, "-p", base, "-m", f"t{i}", env=env).strip()
+        git(repo, "update-ref", f"refs/heads/t{i}", commit, "0" * 40, env=env)
+        subprocess.run(["sh", "-c", "true"], cwd=ws / "tree", check=True)
+        for head in ("radar", "integration"):
+            ours = radar if head == "radar" else integration
+            merged = git(repo, "merge-tree", "--write-tree", ours, commit, env=env).split()[0]
+            new = git(repo, "commit-tree", merged, "-p", ours, "-p", commit, "-m", head, env=env).strip()
+            radar, integration = (new, integration) if head == "radar" else (radar, new)
+        if not recycle:
+            shutil.rmtree(ws)
+    return (cpu() - before) / tasks, (own_cpu() - own) / tasks
 
 
 def own_cpu() -> float:
