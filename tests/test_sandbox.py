@@ -452,6 +452,52 @@ def test_through_the_server_streams_codes_and_descriptors_are_as_popen_gives_the
         proc.run(["true"], confine=confine, cwd=tmp_path / "missing")
 
 
+ONE_FORK = """
+import json, os, sys, tempfile, time
+from plait.sandbox import Confinement, client
+folder = tempfile.mkdtemp()
+lifeline = os.pipe()
+launched = client.start(["sleep", "60"], Confinement((folder,)), cwd=folder, env={"PATH": sys.argv[1]}, stdin=False,
+                        stdout=None, stderr=None, lifeline=lifeline[0])
+def field(pid, name):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(name + ":"):
+            return line.split()[1:]
+for _ in range(600):  # until PID 1 has started the command
+    kids = open(f"/proc/{launched.pid}/task/{launched.pid}/children").read().split()
+    if kids and open(f"/proc/{kids[0]}/cmdline").read().startswith("sleep"):
+        break
+    time.sleep(0.05)
+found = {"parent": field(launched.pid, "PPid")[0] == str(client._server.process.pid),
+         "pid 1": field(launched.pid, "NSpid")[-1] == "1", "command": field(kids[0], "NSpid")[-1] == "2"}
+os.killpg(launched.pid, 9)
+launched.wait()
+print(json.dumps(found))
+"""
+
+
+@pytest.mark.parametrize("who", ["self", "nobody"])
+def test_through_the_server_a_command_is_two_processes_pid_1_made_straight_in_its_namespaces(who: str) -> None:
+    """The server makes PID 1 of the command's namespaces itself (one fork of Python, no launcher between):
+    as root without a user namespace, as anyone else through one."""
+    prefix = []
+    if who == "nobody":
+        if os.geteuid() != 0 or not shutil.which("setpriv"):
+            pytest.skip("running as nobody needs root and setpriv (util-linux)")
+        prefix = AS_NOBODY
+    python = python_for(NOBODY if who == "nobody" else os.geteuid())
+    assert python is not None
+    if not sandbox.support().pid_namespace:
+        message = f"needs PID namespaces: {sandbox.support()}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    out = subprocess.run([*prefix, python, "-c", ONE_FORK, PATH], capture_output=True, text=True, timeout=600,
+                         cwd="/", env={**os.environ, "PYTHONPATH": str(SRC)})
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"parent": True, "pid 1": True, "command": True}
+
+
 def test_the_server_holds_no_copy_of_plaits_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     client._close()  # a server started now, from an environment holding a secret
     monkeypatch.setenv("PLAIT_PROBE_API_KEY", "sk-probe-0123456789")

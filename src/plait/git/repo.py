@@ -159,7 +159,7 @@ class Git:
     def commit(self, tree: str, parents: Sequence[str], message: str) -> str:
         """A commit of `tree` with `parents` by plait, dated now (`git commit-tree`, never signed); no ref moves.
         Written by plait where git's own form allows (`plain_commits`): a process less for each."""
-        if self.plain_commits:
+        if self.plain_commits and "\0" not in message:  # (git's own refuses or cuts a NUL: it decides)
             return objects.write_commit(self.objects_dir, tree, parents, message, objects.now(PLAIT_IDENTITY))
         args = [arg for parent in parents for arg in ("-p", parent)]
         return self.run("commit-tree", "--no-gpg-sign", tree, *args, "-F", "-", input=message).strip()

@@ -6,10 +6,13 @@ Imported by the launcher on every start: standard library only, and nothing slow
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
+_pylibc = ctypes.PyDLL(None, use_errno=True)  # the same libc, called without releasing the GIL
+_pylibc.syscall.restype = ctypes.c_long
 
 PR_SET_PDEATHSIG = 1
 PR_CAPBSET_DROP = 24
@@ -100,17 +103,72 @@ def enter_namespaces() -> tuple[bool, bool]:
             unshare(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS)
         except OSError:
             return False, False
-        # The agent keeps its own uid and gid (and so its files' ownership); setgroups must be
-        # denied before an unprivileged process may write its gid_map.
-        for name, line in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
-            with open(f"/proc/self/{name}", "w") as f:
-                f.write(line)
+        _map_identity(uid, gid)
     try:
         # Without this, a bind mount below could propagate back into the caller's namespace.
         mount(None, "/", None, MS_REC | MS_PRIVATE)
     except OSError:
         return True, False
     return True, True
+
+
+_SYS_CLONE = {"x86_64": 56, "aarch64": 220}.get(os.uname().machine)  # clone(2) (no libc wrapper forks alone)
+_SIGCHLD = 17
+# The flags that made a child in new namespaces here (learned on first use), or () when none can.
+_clone_flags: tuple[int, ...] | None = None
+
+
+def fork_into_namespaces() -> tuple[int, bool]:
+    """`os.fork`, with the child made straight into a new PID and mount namespace (through a user namespace
+    when we are not privileged enough without one): it is PID 1 there, with no launcher process between.
+
+    Returns (pid, user namespace made): pid 0 in the child, which must first call `enter_cloned` with the
+    second value. OSError when the kernel makes no such child here (nothing was made then). The caller must be
+    single-threaded, as for any fork; the interpreter is told about the fork exactly as `os.fork` tells it.
+    """
+    global _clone_flags
+    if _clone_flags is None:
+        _clone_flags = ((CLONE_NEWPID | CLONE_NEWNS, CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS)
+                        if _SYS_CLONE is not None else ())
+    for flags in _clone_flags:
+        assert _SYS_CLONE is not None
+        api = ctypes.pythonapi  # holds the GIL through the call, as os.fork does
+        api.PyOS_BeforeFork()
+        pid = _pylibc.syscall(ctypes.c_long(_SYS_CLONE), ctypes.c_long(flags | _SIGCHLD), ctypes.c_long(0),
+                              ctypes.c_long(0), ctypes.c_long(0), ctypes.c_long(0))
+        if pid == 0:
+            api.PyOS_AfterFork_Child()
+            return 0, bool(flags & CLONE_NEWUSER)
+        code = ctypes.get_errno()
+        api.PyOS_AfterFork_Parent()
+        if pid > 0:
+            _clone_flags = (flags,)
+            return pid, bool(flags & CLONE_NEWUSER)
+        if code not in (errno.EPERM, errno.EINVAL, errno.ENOSPC, errno.EUSERS):
+            raise OSError(code, os.strerror(code))
+    _clone_flags = ()  # (each refusal is learned once: later commands fork as launchers at once)
+    raise OSError(errno.ENOSYS, "no namespaces for a child here")
+
+
+def enter_cloned(user_namespace: bool, uid: int, gid: int) -> bool:
+    """In a child of `fork_into_namespaces`: map its user namespace (the command keeps `uid` and `gid`, the
+    parent's) and make the mount namespace private. Whether it may mount (False: a read-only layer cannot be
+    made). OSError when the user namespace cannot be set up: nothing may run then."""
+    if user_namespace:
+        _map_identity(uid, gid)
+    try:
+        mount(None, "/", None, MS_REC | MS_PRIVATE)
+    except OSError:
+        return False
+    return True
+
+
+def _map_identity(uid: int, gid: int) -> None:
+    # The agent keeps its own uid and gid (and so its files' ownership); setgroups must be
+    # denied before an unprivileged process may write its gid_map.
+    for name, line in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+        with open(f"/proc/self/{name}", "w") as f:
+            f.write(line)
 
 
 def mount_proc() -> bool:
