@@ -133,6 +133,29 @@ def test_a_kept_agent_repository_is_rewritten_in_place_only_when_nothing_was_add
     assert tree_files(second.tree) == files_at(repo, base)
 
 
+def test_named_pipes_the_agent_leaves_never_block_keeping_or_taking_a_workspace(repo: Path, tmp_path: Path) -> None:
+    g = Git.discover(repo)
+    base = g.resolve_commit("HEAD")
+    spares = tmp_path / "ws" / "_spare"
+    ws = workspace.create(g, tmp_path / "ws" / "t1" / "a1", tmp_path / "ws" / "t1" / "home", base, "plait/r/t1")
+    for fifo in (ws.tmp / "pipe", ws.tree / "pipe", ws.tree / ".git" / "hooks"):
+        os.mkfifo(fifo)  # opening one to read waits for a writer that never comes
+
+    def keep_and_take() -> None:
+        workspace.park(ws, spares)
+        made.append(workspace.create(g, tmp_path / "ws" / "t2" / "a1", tmp_path / "ws" / "t2" / "home", base,
+                                     "plait/r/t2", spares))
+
+    made: list[workspace.Workspace] = []
+    worker = threading.Thread(target=keep_and_take, daemon=True)
+    worker.start()
+    worker.join(timeout=300)  # bounds a broken run only
+    assert not worker.is_alive(), "blocked on a named pipe"
+    (second,) = made
+    assert list(second.tmp.iterdir()) == [] and tree_files(second.tree) == files_at(repo, base)
+    assert not (second.tree / "pipe").exists() and not (second.tree / ".git" / "hooks").exists()
+
+
 def test_without_a_spare_or_with_a_symlinked_tree_a_workspace_is_checked_out_afresh(repo: Path,
                                                                                    tmp_path: Path) -> None:
     g = Git.discover(repo)

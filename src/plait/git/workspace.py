@@ -168,6 +168,7 @@ def _reuse_spare(git: Git, ws: Workspace, spares: Path) -> bool:
         try:
             env = {"GIT_INDEX_FILE": str(ws.index)}
             git.run(f"--work-tree={ws.tree}", "clean", "-ffdqx", cwd=ws.tree, env=env)  # leaves .git alone
+            _remove_special_files(ws.tree)
             git.run(f"--work-tree={ws.tree}", "read-tree", "--reset", "-u", ws.base, cwd=ws.tree, env=env)
             return True
         except (OSError, GitError) as exc:
@@ -175,6 +176,21 @@ def _reuse_spare(git: Git, ws: Workspace, spares: Path) -> bool:
             remove(ws.folder)
             return False
     return False
+
+
+def _remove_special_files(tree: Path) -> None:
+    """Remove what git sees neither as a file nor as a folder (named pipes, sockets), which `git clean` leaves:
+    a named pipe left where the next task writes or reads would block it. The agent's repository is
+    `_agent_repository`'s. Folder entries' types come with the listing: no file is opened or stat'ed."""
+    folders = [str(tree)]
+    while folders:
+        with os.scandir(folders.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.name != ".git" or os.path.dirname(entry.path) != str(tree):
+                        folders.append(entry.path)
+                elif not entry.is_file(follow_symlinks=False) and not entry.is_symlink():
+                    remove(Path(entry.path))
 
 
 def trim(spares: Path, keep: int) -> list[Path]:
@@ -343,10 +359,24 @@ def remove(path: Path) -> None:
     The agent may have left read-only or unsearchable directories: their permission is restored
     and the removal retried. What still cannot be removed is logged, not raised.
     """
-    if path.is_symlink():
-        path.unlink()
+    try:
+        kind = os.lstat(path).st_mode
+    except FileNotFoundError:
         return
-    if not path.exists():
+    except OSError as exc:
+        log.warning("could not remove %s: %s", path, exc)
+        return
+    if not stat.S_ISDIR(kind):  # a file, a symlink, a FIFO...: unlinked, never opened (a FIFO would block)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            try:
+                os.chmod(os.path.dirname(path), stat.S_IRWXU)
+                os.unlink(path)
+            except OSError as exc:
+                log.warning("could not remove %s: %s", path, exc)
         return
 
     def retry(_func: Callable[..., Any], failed: str, _exc: object) -> None:
