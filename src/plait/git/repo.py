@@ -152,9 +152,8 @@ class Git:
     def plain_commits(self) -> bool:
         """Whether plait may also write its own commits (`commit`) as `git commit-tree` would: plain objects, and
         messages in UTF-8 (no other `i18n.commitEncoding`, which git records in the commit)."""
-        found = self._object_settings
-        return (self.plain_objects and found is not None
-                and found.get("i18n.commitencoding", "utf-8").lower() in ("utf-8", "utf8"))
+        return (self.plain_objects and self._object_settings is not None
+                and self._object_settings.get("i18n.commitencoding", "utf-8").lower() in ("utf-8", "utf8"))
 
     def commit(self, tree: str, parents: Sequence[str], message: str) -> str:
         """A commit of `tree` with `parents` by plait, dated now (`git commit-tree`, never signed); no ref moves.

@@ -104,12 +104,7 @@ def enter_namespaces() -> tuple[bool, bool]:
         except OSError:
             return False, False
         _map_identity(uid, gid)
-    try:
-        # Without this, a bind mount below could propagate back into the caller's namespace.
-        mount(None, "/", None, MS_REC | MS_PRIVATE)
-    except OSError:
-        return True, False
-    return True, True
+    return True, _private_mounts()
 
 
 _SYS_CLONE = {"x86_64": 56, "aarch64": 220}.get(os.uname().machine)  # clone(2) (no libc wrapper forks alone)
@@ -156,7 +151,13 @@ def enter_cloned(user_namespace: bool, uid: int, gid: int) -> bool:
     made). OSError when the user namespace cannot be set up: nothing may run then."""
     if user_namespace:
         _map_identity(uid, gid)
+    return _private_mounts()
+
+
+def _private_mounts() -> bool:
+    """Make this mount namespace's mounts private; False when the kernel refuses (then no mount may be made)."""
     try:
+        # Without this, a bind mount below could propagate back into the caller's namespace.
         mount(None, "/", None, MS_REC | MS_PRIVATE)
     except OSError:
         return False
